@@ -1,0 +1,2106 @@
+#!/usr/bin/env python3
+"""dockerup: make a Docker host run the containers its spec files declare.
+
+Usage:
+  dockerup [options]
+  dockerup validate [options] [--user-data FILE]
+  dockerup -h | --help
+  dockerup --version
+
+Options:
+  --config FILE       Configuration file [default /etc/dockerup/dockerup.conf;
+                      a missing default file means built-in defaults].
+  --cache DIR         Lock, last good user-data and image record
+                      [default /var/cache/dockerup].
+  --confdir DIR       Directory of container specs, one *.json file each
+                      [default /etc/dockerup/containers.d].
+  --remote URL        Docker daemon [default unix:///var/run/docker.sock].
+  --interval SECONDS  Seconds between syncs with --server [default 60].
+  --aws               Also read containers from EC2 user-data.
+  --no-aws            Do not read EC2 user-data [the default].
+  --pull              Pull images to look for updates [the default].
+  --no-pull           Only pull images that are missing locally.
+  --exclusive         Own the host: remove every container not declared.
+  --timeout SECONDS   Give up on any docker command after this long [default 300].
+  --server            Keep running: sync every interval seconds until SIGTERM.
+  --dry-run           Print the docker commands a run would execute, one per
+                      line with the reason as a # comment; change nothing.
+  --show-secrets      Show env values in logs and --dry-run output (masked as ***).
+  --user-data FILE    validate: also check this user-data document.
+  -v, --verbose       Also log read-only docker commands, and tracebacks.
+  -h, --help          Show this help.
+  --version           Show the version.
+
+Every option overrides the configuration file key of the same name.
+`dockerup validate` checks the configuration file and every spec without
+touching the Docker engine.
+
+Exit codes:
+  0  converged (validate: everything is valid)
+  1  ran, but a spec was invalid or an action failed; the rest was applied
+  2  could not run: bad usage, unreadable configuration, daemon unreachable
+  3  another dockerup run holds the lock
+"""
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+log = logging.getLogger("dockerup")
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_FATAL, EXIT_LOCKED = 0, 1, 2, 3
+
+
+class DockerupError(Exception):
+    """An expected failure, not a bug in dockerup: shown as one line, no traceback."""
+
+    exit_code = EXIT_FATAL
+
+
+class ConfigError(DockerupError):
+    pass
+
+
+class LockHeld(DockerupError):
+    exit_code = EXIT_LOCKED
+
+
+# ============================================================================
+# Configuration
+# ============================================================================
+
+DEFAULT_CONFIG_FILE = "/etc/dockerup/dockerup.conf"
+
+
+def parse_bool(text):
+    value = text.strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def parse_seconds(text):
+    value = float(text)
+    if not value > 0:
+        raise ValueError("expected a number of seconds above 0")
+    return value
+
+
+def parse_settle(text):
+    value = float(text)
+    if value < 0:
+        raise ValueError("expected a number of seconds, 0 or more")
+    return value
+
+
+def normalize_remote(url):
+    """The original documented default "unix://var/run/docker.sock" is read by the
+    docker CLI as a path relative to the working directory: make it absolute."""
+    url = url.strip()
+    if url.startswith("/"):
+        return "unix://" + url
+    if url.startswith("unix://") and not url.startswith("unix:///"):
+        return "unix:///" + url[len("unix://"):]
+    if "://" not in url:
+        raise ValueError("expected unix:///path/to/docker.sock or tcp://host:port")
+    return url
+
+
+# key -> (parser, default). Keys are what dockerup.conf accepts; each has an option.
+CONFIG_KEYS = {
+    "confdir": (str, "/etc/dockerup/containers.d"),
+    "cache": (str, "/var/cache/dockerup"),
+    "remote": (normalize_remote, "unix:///var/run/docker.sock"),
+    "interval": (parse_seconds, 60.0),
+    "aws": (parse_bool, False),
+    "pull": (parse_bool, True),
+    "exclusive": (parse_bool, False),
+    "timeout": (parse_seconds, 300.0),
+    # Seconds a replacement must keep running before its predecessor is removed.
+    "settle": (parse_settle, 2.0),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    confdir: str
+    cache: str
+    remote: str
+    interval: float
+    aws: bool
+    pull: bool
+    exclusive: bool
+    timeout: float
+    settle: float
+    server: bool = False
+    dry_run: bool = False
+    show_secrets: bool = False
+    verbose: bool = False
+
+
+def read_config_file(path):
+    """Parse key=value lines; ';' and '#' start comment lines."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read configuration: {describe_os_error(e)}")
+    values = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep:
+            raise ConfigError(f"{path}:{number}: expected key=value, got {line!r}")
+        if key not in CONFIG_KEYS:
+            known = ", ".join(CONFIG_KEYS)
+            raise ConfigError(f"{path}:{number}: unknown key {key!r}{did_you_mean(key, CONFIG_KEYS)}; known keys: {known}")
+        values[key] = parse_config_value(key, value, f"{path}:{number}")
+    return values
+
+
+def parse_config_value(key, text, where):
+    parser = CONFIG_KEYS[key][0]
+    try:
+        return parser(text)
+    except ValueError as e:
+        reason = str(e) if parser not in (float,) else "expected a number"
+        if "could not convert" in reason:
+            reason = "expected a number"
+        raise ConfigError(f"{where}: {key}={text!r}: {reason}")
+
+
+def load_config(args):
+    """Built-in defaults, then the configuration file, then command line options."""
+    values = {key: default for key, (_, default) in CONFIG_KEYS.items()}
+    path = args.get("--config")
+    if path:
+        if not os.path.exists(path):
+            raise ConfigError(f"{path}: configuration file not found")
+        values.update(read_config_file(path))
+    elif os.path.exists(DEFAULT_CONFIG_FILE):
+        values.update(read_config_file(DEFAULT_CONFIG_FILE))
+    for key in ("confdir", "cache", "remote", "interval", "timeout"):
+        if args.get(f"--{key}") is not None:
+            values[key] = parse_config_value(key, args[f"--{key}"], f"--{key}")
+    for key in ("aws", "pull"):
+        if args.get(f"--{key}"):
+            values[key] = True
+        if args.get(f"--no-{key}"):
+            values[key] = False
+    if args.get("--exclusive"):
+        values["exclusive"] = True
+    return Config(
+        **values,
+        server=bool(args.get("--server")),
+        dry_run=bool(args.get("--dry-run")),
+        show_secrets=bool(args.get("--show-secrets")),
+        verbose=bool(args.get("--verbose")),
+    )
+
+
+def describe_os_error(error):
+    if isinstance(error, UnicodeDecodeError):
+        return f"not valid UTF-8 (byte 0x{error.object[error.start]:02x} at offset {error.start})"
+    return error.strerror or str(error)
+
+
+def did_you_mean(word, candidates):
+    import difflib
+
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ---- The cache directory ---------------------------------------------------------
+# Holds the lock and two conveniences: the last good user-data and the images
+# dockerup has used. Nothing in it decides what runs, so losing it loses nothing
+# that matters; failing to write it is a warning, not an error.
+
+
+def prepare_cache_dir(cache_dir):
+    try:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise DockerupError(f"{cache_dir}: cannot create the cache directory: {describe_os_error(e)}")
+    try:
+        if os.stat(cache_dir).st_mode & 0o077:
+            os.chmod(cache_dir, 0o700)
+    except OSError as e:
+        log.debug("%s: cannot restrict permissions: %s", cache_dir, describe_os_error(e))
+
+
+def read_cache_bytes(cache_dir, name):
+    try:
+        with open(os.path.join(cache_dir, name), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def write_cache_bytes(cache_dir, name, data):
+    """Atomically, readable by its owner only."""
+    path = os.path.join(cache_dir, name)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    except OSError as e:
+        log.warning("%s: cannot write the cache: %s", path, describe_os_error(e))
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+
+
+def remove_cache_file(cache_dir, name):
+    try:
+        os.unlink(os.path.join(cache_dir, name))
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        log.warning("%s: cannot remove: %s", os.path.join(cache_dir, name), describe_os_error(e))
+
+
+def host_lock(cache_dir):
+    """An exclusive lock on the cache directory itself: no file to create, so it
+    works on a read-only or full disk too. Returns the descriptor holding it."""
+    import fcntl
+
+    prepare_cache_dir(cache_dir)
+    try:
+        fd = os.open(cache_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise DockerupError(f"{cache_dir}: cannot open the cache directory: {describe_os_error(e)}")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise LockHeld(f"another dockerup run is converging this host (it holds the lock on {cache_dir})")
+    return fd
+
+
+# ============================================================================
+# Loading and validation
+# ============================================================================
+# A spec is one validated container document. Everything after this section may
+# assume its spec documents passed the schema and the checks below: no further
+# type or presence checks are made on them.
+
+SPEC_FILE_LIMIT = 1024 * 1024
+SCHEMA_FILES = {"container": "container.schema.json", "user-data": "user-data.schema.json"}
+SOURCE_CONFDIR, SOURCE_USER_DATA = "confdir", "user-data"
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+SIZE_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?) ?([kKmMgGtTpP]?)[iI]?[bB]?$")
+DOCKER_MIN_MEMORY = 6 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong, shown as one line: `where: path: message`."""
+
+    where: str
+    message: str
+    path: str = ""
+
+    def __str__(self):
+        return ": ".join(part for part in (self.where, self.path, self.message) if part)
+
+
+@dataclass(frozen=True)
+class Spec:
+    doc: dict
+    where: str  # the file, or "user-data"
+    source: str  # SOURCE_CONFDIR or SOURCE_USER_DATA
+    path: str = ""  # JSON path of the spec inside `where`, e.g. "containers[2]"
+    identity: str = ""
+
+    @property
+    def name(self):
+        return self.doc.get("name")
+
+    @property
+    def image(self):
+        return self.doc["image"]
+
+    @property
+    def label(self):
+        """How logs refer to this spec."""
+        return self.name or self.identity
+
+    @property
+    def eager(self):
+        return self.doc.get("update", {}).get("eager", False)
+
+    def may_pull(self, config):
+        return config.pull and self.doc.get("update", {}).get("pull", True)
+
+    @property
+    def dependencies(self):
+        return spec_dependencies(self.doc)
+
+    def problem(self, path, message):
+        return Problem(self.where, message, join_path(self.path, path))
+
+
+def join_path(*parts):
+    text = ""
+    for part in parts:
+        if part in ("", None):
+            continue
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part.startswith("["):
+            text += part
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part) or "." in part or "[" in part:
+            text += ("." if text else "") + part
+        else:
+            text += json.dumps([part])
+    return text
+
+
+def spec_dependencies(doc):
+    """Names of the containers a spec needs to exist first."""
+    names = []
+    for volume in doc.get("volumes", []):
+        if "from" in volume:
+            names.append(volume["from"])
+    names.extend(link_targets(doc.get("links")))
+    network = doc.get("network", "")
+    if network.startswith("container:"):
+        names.append(network[len("container:"):])
+    return list(dict.fromkeys(names))
+
+
+def link_targets(links):
+    if isinstance(links, dict):
+        return list(links)
+    return [link.split(":", 1)[0] for link in links or ()]
+
+
+def find_schema_dir():
+    """Next to the module (a checkout, or the single-file drop-in with its schema/),
+    then where `pip install` puts data files."""
+    import site
+    import sysconfig
+
+    candidates = [os.environ.get("DOCKERUP_SCHEMA_DIR", ""), Path(__file__).resolve().parent / "schema"]
+    for base in (sysconfig.get_path("data"), sys.prefix, site.USER_BASE or "", "/usr/local", "/usr"):
+        candidates.append(Path(base) / "share" / "dockerup" / "schema")
+    for directory in candidates:
+        if directory and (Path(directory) / SCHEMA_FILES["container"]).is_file():
+            return Path(directory)
+    raise DockerupError("cannot find dockerup's schema files (container.schema.json); reinstall dockerup")
+
+
+_validators = {}
+
+
+def schema_validator(kind):
+    if kind not in _validators:
+        import jsonschema
+        from referencing import Registry, Resource
+
+        directory = find_schema_dir()
+        schemas = {k: json.loads((directory / f).read_text(encoding="utf-8")) for k, f in SCHEMA_FILES.items()}
+        registry = Registry().with_resources(
+            (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
+        )
+        _validators[kind] = jsonschema.Draft202012Validator(schemas[kind], registry=registry)
+    return _validators[kind]
+
+
+def reject_duplicate_keys(pairs):
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+class DuplicateKey(ValueError):
+    pass
+
+
+def parse_json_document(data, where):
+    """Bytes to a JSON value, or a Problem saying precisely why not."""
+    if len(data) > SPEC_FILE_LIMIT:
+        return Problem(where, f"{len(data)} bytes is too large; the limit is {SPEC_FILE_LIMIT} bytes")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        return Problem(where, describe_os_error(e))
+    if not text.strip():
+        return Problem(where, "empty file; expected a JSON object")
+    try:
+        return json.loads(text, object_pairs_hook=reject_duplicate_keys)
+    except DuplicateKey as e:
+        return Problem(where, f"duplicate key {str(e)!r}: JSON would silently keep only the last value")
+    except json.JSONDecodeError as e:
+        return Problem(where, f"line {e.lineno}, column {e.colno}: invalid JSON: {e.msg}")
+    except RecursionError:
+        return Problem(where, "invalid JSON: nested too deeply")
+
+
+def json_type_name(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def short_json(value, limit=60):
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+PATTERN_HINTS = {
+    "name": "must start with a letter or digit, have at least 2 characters, and contain only letters, digits, '_', '.' and '-' (docker's rule)",
+    "container": "must be a container name (letters, digits, '_', '.', '-')",
+    "from": "must be a container name (letters, digits, '_', '.', '-')",
+    "image": "is not a valid image reference such as \"registry.example.com/app:1.4\"",
+    "network": "must be \"bridge\", \"none\", \"host\" or \"container:NAME\"",
+    "memory": "must be a size with a unit such as \"512m\" or \"2g\"",
+    "memoryReservation": "must be a size with a unit such as \"512m\" or \"2g\"",
+    "containerPath": "must be an absolute path without ':' or ','",
+    "hostPath": "must be an absolute path without ':' or ','",
+    "workingDirectory": "must be an absolute path",
+    "containerPort": "must be a port number from 1 to 65535",
+    "hostPort": "must be a port number from 1 to 65535",
+    "signal": "must be a signal name such as \"HUP\" or \"SIGUSR1\"",
+    "links": "must be \"name\" or \"name:alias\"",
+    "user": "must be \"user\", \"uid\" or \"uid:gid\"",
+}
+
+TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
+              "object": "an object", "array": "an array", "null": "null"}
+
+
+def schema_error_lines(error, path_prefix=""):
+    """A jsonschema error as (path, message) pairs a person can act on."""
+    path = join_path(path_prefix, *error.absolute_path)
+    kind, instance, expected = error.validator, error.instance, error.validator_value
+    field_name = next((p for p in reversed(list(error.absolute_path)) if isinstance(p, str)), "")
+    if kind == "additionalProperties":
+        known = list(error.schema.get("properties", {}))
+        extras = [key for key in instance if key not in known]
+        return [(join_path(path, key), f"unknown field{did_you_mean(key, known)}") for key in extras]
+    if kind == "required":
+        missing = [key for key in expected if key not in instance]
+        return [(path, f"missing required field {key!r}") for key in missing]
+    if kind == "type":
+        words = [TYPE_WORDS[t] for t in ([expected] if isinstance(expected, str) else expected)]
+        return [(path, f"expected {' or '.join(words)}, got {json_type_name(instance)} {short_json(instance)}")]
+    if kind == "const":
+        return [(path, f"{short_json(instance)} is not supported; the only value is {short_json(expected)}")]
+    if kind == "enum":
+        return [(path, f"{short_json(instance)} is not one of {', '.join(json.dumps(v) for v in expected)}")]
+    if kind == "pattern":
+        if error.parent is not None and error.parent.validator == "propertyNames":
+            return [(path, f"key {short_json(instance)} is not allowed")]
+        hint = PATTERN_HINTS.get(field_name, f"does not match {expected}")
+        return [(path, f"{short_json(instance)} {hint}")]
+    if kind == "propertyNames":
+        return [(path, f"key {short_json(instance)} is not allowed")]
+    if kind == "not" and error.parent is None and "dockerup" in json.dumps(expected):
+        return [(path, f"key {short_json(instance)} is reserved: keys starting with \"dockerup.\" are dockerup's own")]
+    if kind in ("anyOf", "oneOf"):
+        return branch_error_lines(error, path_prefix, field_name)
+    if kind == "dependentRequired":
+        missing = [(key, needs) for key, needs in expected.items() if key in instance for n in needs if n not in instance]
+        return [(path, f"{key!r} needs {', '.join(repr(n) for n in needs)} too") for key, needs in missing]
+    return [(path, error.message)]
+
+
+def branch_error_lines(error, path_prefix, field_name):
+    """For anyOf/oneOf, report the branch whose type matched the value, if any."""
+    by_branch = {}
+    for sub in error.context:
+        by_branch.setdefault(sub.relative_schema_path[0], []).append(sub)
+    matching = [subs for subs in by_branch.values()
+                if not any(s.validator == "type" and not s.relative_path for s in subs)]
+    if matching:
+        lines = []
+        for sub in matching[0]:
+            if sub.validator == "propertyNames" or (sub.validator == "pattern" and sub.parent is not None
+                                                    and sub.parent.validator == "propertyNames"):
+                lines += [(join_path(path_prefix, *error.absolute_path), f"key {short_json(sub.instance)} is not allowed")]
+            else:
+                lines += schema_error_lines(sub, path_prefix)
+        return lines
+    words = []
+    for subs in by_branch.values():
+        for s in subs:
+            if s.validator == "type" and not s.relative_path:
+                words.append(TYPE_WORDS.get(s.validator_value, str(s.validator_value)))
+    path = join_path(path_prefix, *error.absolute_path)
+    return [(path, f"expected {' or '.join(dict.fromkeys(words))}, got {json_type_name(error.instance)} {short_json(error.instance)}")]
+
+
+def schema_problems(validator, document, where, path_prefix=""):
+    problems = []
+    errors = sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
+    for error in errors:
+        for path, message in schema_error_lines(error, path_prefix):
+            problems.append(Problem(where, message, path))
+    return list(dict.fromkeys(problems))
+
+
+def parse_size(text):
+    """docker's RAMInBytes: a number with an optional k/m/g/t/p unit (powers of 1024)."""
+    match = SIZE_RE.match(text)
+    if not match:
+        return None
+    number, unit = match.groups()
+    return int(float(number) * 1024 ** "bkmgtp".index(unit.lower() or "b"))
+
+
+def split_argv(value):
+    """command/entrypoint: an array is the exact argv; a string splits like a POSIX shell."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return list(value)
+    return shlex.split(value)
+
+
+def check_spec(spec):
+    """Checks the schema cannot express. Returns Problems."""
+    import ipaddress
+
+    doc, problems = spec.doc, []
+
+    def bad(path, message):
+        problems.append(spec.problem(path, message))
+
+    def walk(value, path):
+        if isinstance(value, str) and "\0" in value:
+            bad(path, "contains a NUL character, which no command line can carry")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\0" in key:
+                    bad(path, "a key contains a NUL character")
+                walk(item, join_path(path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, join_path(path, index))
+
+    walk(doc, "")
+    if problems:
+        return problems
+    for key in ("memory", "memoryReservation"):
+        if key in doc and (parse_size(doc[key]) or 0) < DOCKER_MIN_MEMORY:
+            bad(key, f"{doc[key]!r} is below docker's minimum of 6m")
+    for key in ("command", "entrypoint"):
+        if isinstance(doc.get(key), str):
+            try:
+                if not shlex.split(doc[key]):
+                    bad(key, "is blank")
+            except ValueError as e:
+                bad(key, f"cannot split {doc[key]!r} into arguments: {e}")
+    own = doc.get("name")
+    for index, volume in enumerate(doc.get("volumes", [])):
+        if "from" in volume and ("containerPath" in volume or "hostPath" in volume):
+            bad(f"volumes[{index}]", "'from' cannot be combined with containerPath or hostPath")
+        elif "from" not in volume and "containerPath" not in volume:
+            bad(f"volumes[{index}]", "needs containerPath (a volume) or from (another container's volumes)")
+        elif "mode" in volume and "hostPath" not in volume and "from" not in volume:
+            bad(f"volumes[{index}].mode", "applies only with hostPath or from; an anonymous volume is always rw")
+    seen_ports = set()
+    for index, mapping in enumerate(doc.get("portMappings", [])):
+        for key in ("containerPort", "hostPort"):
+            if key in mapping and not 1 <= int(mapping[key]) <= 65535:
+                bad(f"portMappings[{index}].{key}", f"{mapping[key]} is not a port number from 1 to 65535")
+        if "hostIp" in mapping and not is_ip_address(mapping["hostIp"], ipaddress):
+            bad(f"portMappings[{index}].hostIp", f"{mapping['hostIp']!r} is not an IPv4 or IPv6 address")
+        if "hostPort" in mapping:
+            key = (int(mapping["hostPort"]), mapping.get("protocol", "tcp"))
+            if key in seen_ports:
+                bad(f"portMappings[{index}].hostPort", f"host port {key[0]}/{key[1]} is mapped twice")
+            seen_ports.add(key)
+    for index, host in enumerate(doc.get("extraHosts", [])):
+        if not is_ip_address(host["ipAddress"], ipaddress):
+            bad(f"extraHosts[{index}].ipAddress", f"{host['ipAddress']!r} is not an IPv4 or IPv6 address")
+    for index, server in enumerate(doc.get("dnsServers", [])):
+        if not is_ip_address(server, ipaddress):
+            bad(f"dnsServers[{index}]", f"{server!r} is not an IPv4 or IPv6 address")
+    for index, limit in enumerate(doc.get("ulimits", [])):
+        soft, hard = limit["softLimit"], limit["hardLimit"]
+        if hard != -1 and (soft == -1 or soft > hard):
+            bad(f"ulimits[{index}]", f"softLimit {soft} is above hardLimit {hard}")
+    network = doc.get("network", "bridge")
+    if network.startswith("container:") or network in ("host", "none"):
+        conflicts = ["portMappings", "links"] if network != "none" else ["portMappings"]
+        if network.startswith("container:"):
+            conflicts += ["hostname", "dnsServers", "dnsSearchDomains", "extraHosts"]
+        for key in conflicts:
+            if doc.get(key):
+                bad(key, f"cannot be used with network {network!r} (docker refuses or ignores it)")
+    if own:
+        if network == f"container:{own}":
+            bad("network", "a container cannot share its own network")
+        if own in link_targets(doc.get("links")):
+            bad("links", "a container cannot link to itself")
+        if any(v.get("from") == own for v in doc.get("volumes", [])):
+            bad("volumes", "a container cannot take volumes from itself")
+    if doc.get("update", {}).get("rolling"):
+        log.warning("%s: update.rolling is not implemented and has no effect", Problem(spec.where, "", spec.path))
+    return problems
+
+
+def is_ip_address(text, ipaddress):
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def load_confdir(confdir):
+    """Every *.json regular file in confdir, sorted by name.
+    Returns (docs as (where, document) pairs, problems)."""
+    try:
+        names = sorted(os.listdir(confdir))
+    except OSError as e:
+        return [], [Problem(confdir, f"cannot read the container directory: {describe_os_error(e)}")]
+    docs, problems = [], []
+    for filename in names:
+        if not filename.endswith(".json") or filename.startswith("."):
+            continue
+        path = os.path.join(confdir, filename)
+        try:
+            if os.path.isdir(path):
+                continue
+            with open(path, "rb", opener=open_regular_file) as f:
+                data = f.read(SPEC_FILE_LIMIT + 1)
+        except NotRegularFile:
+            log.warning("%s: not a regular file; ignored", path)
+            continue
+        except OSError as e:
+            problems.append(Problem(path, f"cannot read: {describe_os_error(e)}"))
+            continue
+        document = parse_json_document(data, path)
+        if isinstance(document, Problem):
+            problems.append(document)
+        else:
+            docs.append((path, document))
+    return docs, problems
+
+
+class NotRegularFile(OSError):
+    pass
+
+
+def open_regular_file(path, flags):
+    """Open without blocking on a FIFO that merely has a .json name."""
+    fd = os.open(path, flags | os.O_NONBLOCK)
+    import stat
+
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(path)
+    return fd
+
+
+def validate_confdir_docs(docs):
+    """(where, document) pairs from confdir to Specs and Problems."""
+    validator = schema_validator("container")
+    specs, problems = [], []
+    for where, document in docs:
+        if not isinstance(document, dict):
+            problems.append(Problem(where, f"expected a JSON object describing one container, got {json_type_name(document)}"))
+            continue
+        found = schema_problems(validator, document, where)
+        spec = Spec(document, where, SOURCE_CONFDIR)
+        found = found or check_spec(spec)
+        problems += found
+        if not found:
+            specs.append(spec)
+    return specs, problems
+
+
+def validate_user_data(document, where="user-data"):
+    """A parsed user-data document to Specs and Problems. Any problem makes the
+    whole document unusable: a partly valid user-data is not what was deployed."""
+    if not isinstance(document, dict):
+        return [], [Problem(where, f"expected a JSON object {{\"containers\": [...]}}, got {json_type_name(document)}")]
+    problems = schema_problems(schema_validator("user-data"), document, where)
+    if problems:
+        return [], problems
+    specs = [Spec(doc, where, SOURCE_USER_DATA, f"containers[{i}]") for i, doc in enumerate(document["containers"])]
+    for spec in specs:
+        problems += check_spec(spec)
+    return ([] if problems else specs), problems
+
+
+def image_repository(image):
+    """Repository part of an image reference: no tag, no digest, no docker.io."""
+    reference = normalize_image_ref(image)
+    return reference.split("@")[0].rsplit(":", 1)[0] if "@" not in reference else reference.split("@")[0]
+
+
+def normalize_image_ref(image):
+    """The form `docker images` lists: no docker.io prefix, ":latest" made explicit."""
+    name, at, digest = image.partition("@")
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    if at:
+        return f"{name.rsplit(':', 1)[0] if ':' in name.rsplit('/', 1)[-1] else name}@{digest}"
+    if ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name
+
+
+def check_declarations(specs, declared_names):
+    """Checks across specs: duplicate names, references to undeclared containers,
+    dependency cycles. Returns (valid specs in dependency order, problems)."""
+    problems, dropped = [], set()
+    by_name = {}
+    for spec in specs:
+        if spec.name in by_name:
+            first = by_name[spec.name]
+            problems.append(spec.problem("name", f"{spec.name!r} is also declared in {location(first)}"))
+            problems.append(first.problem("name", f"{spec.name!r} is also declared in {location(spec)}"))
+            dropped.update((id(spec), id(first)))
+        elif spec.name:
+            by_name[spec.name] = spec
+    for spec in specs:
+        for target in spec.dependencies:
+            if target not in declared_names and target != spec.name:
+                problems.append(spec.problem(dependency_field(spec.doc, target),
+                                             f"{target!r} names no declared container"))
+                dropped.add(id(spec))
+    valid = [s for s in specs if id(s) not in dropped]
+    ordered, cycles = dependency_order(valid)
+    for cycle in cycles:
+        for name in cycle[:-1]:
+            problems.append(by_name[name].problem("", f"dependency cycle: {' -> '.join(cycle)}"))
+    return ordered, problems
+
+
+def location(spec):
+    return f"{spec.where}: {spec.path}" if spec.path else spec.where
+
+
+def dependency_field(doc, target):
+    if doc.get("network") == f"container:{target}":
+        return "network"
+    if target in link_targets(doc.get("links")):
+        return "links"
+    return "volumes"
+
+
+def dependency_order(specs):
+    """Depth-first topological order, stable in declaration order.
+    Returns (ordered specs without those in cycles, cycles as name lists)."""
+    by_name = {s.name: s for s in specs if s.name}
+    ordered, state, cycles, in_cycle = [], {}, [], set()
+
+    def visit(spec, trail):
+        key = id(spec)
+        if state.get(key) == "done":
+            return
+        if state.get(key) == "visiting":
+            start = trail.index(spec.name)
+            cycles.append(trail[start:] + [spec.name])
+            in_cycle.update(trail[start:])
+            return
+        state[key] = "visiting"
+        for target in spec.dependencies:
+            if target in by_name:
+                visit(by_name[target], trail + [spec.name])
+        state[key] = "done"
+        ordered.append(spec)
+
+    for spec in specs:
+        visit(spec, [])
+    return [s for s in ordered if s.name not in in_cycle], cycles
+
+
+def assign_identities(specs):
+    """A named spec is its name. An unnamed one is its image repository, with
+    "#2", "#3"... for later unnamed specs of the same repository."""
+    seen, result = {}, []
+    for spec in specs:
+        if spec.name:
+            identity = spec.name
+        else:
+            repository = image_repository(spec.image)
+            seen[repository] = seen.get(repository, 0) + 1
+            identity = f"image:{repository}" + (f"#{seen[repository]}" if seen[repository] > 1 else "")
+        result.append(replace(spec, identity=identity))
+    return result
+
+
+# ---- EC2 user-data -----------------------------------------------------------
+# A metadata outage must never look like "no containers": only an HTTP 404 means
+# the instance has no user-data. Anything else keeps the last good document.
+
+IMDS_ENDPOINT = "http://169.254.169.254"
+IMDS_DEADLINE = 5.0  # seconds for the whole lookup, retries included
+IMDS_ATTEMPTS = 3
+USER_DATA_CACHE = "user-data.json"
+
+
+class UserDataUnavailable(DockerupError):
+    exit_code = EXIT_PROBLEMS
+
+
+def metadata_endpoint():
+    """The AWS SDKs' conventions; None when the lookup is disabled."""
+    if os.environ.get("AWS_EC2_METADATA_DISABLED", "").strip().lower() == "true":
+        return None
+    return (os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or IMDS_ENDPOINT).rstrip("/")
+
+
+def fetch_user_data(endpoint, deadline=IMDS_DEADLINE):
+    """The user-data bytes, or None when the instance has none (HTTP 404).
+    IMDSv2 first; IMDSv1 only where the token request is refused with a 4xx."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False  # the metadata service is link-local: never through a proxy
+    give_up = time.monotonic() + deadline
+    problem = "no attempt made"
+    for attempt in range(IMDS_ATTEMPTS):
+        remaining = give_up - time.monotonic()
+        if remaining <= 0.05:
+            break
+        timeouts = (min(1.0, remaining), remaining)
+        try:
+            token = session.put(f"{endpoint}/latest/api/token", timeout=timeouts,
+                                headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"})
+            headers = {}
+            if token.status_code == 200:
+                headers["X-aws-ec2-metadata-token"] = token.text
+            elif not 400 <= token.status_code < 500:
+                raise requests.HTTPError(f"token request answered HTTP {token.status_code}")
+            remaining = give_up - time.monotonic()
+            response = session.get(f"{endpoint}/latest/user-data", headers=headers,
+                                   timeout=(min(1.0, max(remaining, 0.05)), max(remaining, 0.05)))
+            if response.status_code == 200:
+                return response.content
+            if response.status_code == 404:
+                return None
+            problem = f"HTTP {response.status_code} for /latest/user-data"
+        except requests.Timeout:
+            problem = "no answer in time"
+        except requests.ConnectionError:
+            problem = "cannot connect"
+        except requests.RequestException as e:
+            problem = str(e)
+        time.sleep(min(0.2 * (attempt + 1), max(give_up - time.monotonic(), 0)))
+    raise UserDataUnavailable(f"cannot fetch EC2 user-data from {endpoint} within {deadline:g} seconds: {problem}")
+
+
+def decompress_user_data(data, where):
+    """User-data is capped at 16 KB, so people gzip it."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    import zlib
+
+    try:
+        inflater = zlib.decompressobj(wbits=31)
+        text = inflater.decompress(data, SPEC_FILE_LIMIT + 1)
+    except zlib.error as e:
+        return Problem(where, f"looks gzip-compressed but cannot be decompressed: {e}")
+    return text
+
+
+def parse_user_data(data, where="user-data"):
+    """Bytes of a user-data document to (specs, problems, container documents)."""
+    data = decompress_user_data(data, where)
+    document = data if isinstance(data, Problem) else parse_json_document(data, where)
+    if isinstance(document, Problem):
+        return [], [document], []
+    specs, problems = validate_user_data(document, where)
+    containers = document.get("containers") if isinstance(document, dict) else None
+    return specs, problems, containers if isinstance(containers, list) else []
+
+
+@dataclass
+class UserData:
+    specs: list
+    problems: list
+    documents: list  # the raw container documents, valid or not, for name checks
+    complete: bool  # False when the current user-data could not be read or used
+
+
+def read_user_data(cache_dir, endpoint):
+    """The current user-data, or on any failure but a 404 the last good one."""
+    try:
+        data = fetch_user_data(endpoint)
+    except UserDataUnavailable as e:
+        return last_good_user_data(cache_dir, [Problem("user-data", str(e))])
+    if data is None:
+        log.info("the instance has no user-data (HTTP 404): no containers from it")
+        remove_cache_file(cache_dir, USER_DATA_CACHE)
+        return UserData([], [], [], True)
+    specs, problems, documents = parse_user_data(data)
+    if problems:
+        return last_good_user_data(cache_dir, problems)
+    text = decompress_user_data(data, "user-data")
+    if read_cache_bytes(cache_dir, USER_DATA_CACHE) != text:
+        write_cache_bytes(cache_dir, USER_DATA_CACHE, text)
+    return UserData(specs, [], documents, True)
+
+
+def last_good_user_data(cache_dir, problems):
+    data = read_cache_bytes(cache_dir, USER_DATA_CACHE)
+    if data is None:
+        problems.append(Problem("user-data", "no earlier good user-data is cached: containers from user-data "
+                                             "are left as they are"))
+        return UserData([], problems, [], False)
+    specs, cached_problems, documents = parse_user_data(data)
+    if cached_problems:
+        problems.append(Problem("user-data", "the cached earlier user-data is no longer valid; containers from "
+                                             "user-data are left as they are"))
+        return UserData([], problems, [], False)
+    problems.append(Problem("user-data", f"keeping the last good user-data ({len(specs)} containers)"))
+    return UserData(specs, problems, documents, False)
+
+
+@dataclass
+class Declared:
+    """What should run, as far as the sources could tell."""
+
+    specs: list  # valid Specs in dependency order
+    problems: list
+    # Sources that could not be fully read: their containers are never removed.
+    incomplete_sources: set = field(default_factory=set)
+
+
+def declared_names_of(documents):
+    return {d["name"] for d in documents if isinstance(d, dict) and isinstance(d.get("name"), str)}
+
+
+def load_declared(config, user_data=None):
+    """Read and check every source; `user_data` is a UserData, or None when aws is off."""
+    incomplete = set()
+    docs, problems = load_confdir(config.confdir)
+    specs, invalid = validate_confdir_docs(docs)
+    problems += invalid
+    if problems:
+        incomplete.add(SOURCE_CONFDIR)
+    names = declared_names_of(d for _, d in docs)
+    if user_data is not None:
+        problems += user_data.problems
+        if not user_data.complete:
+            incomplete.add(SOURCE_USER_DATA)
+        specs += user_data.specs
+        names |= declared_names_of(user_data.documents)
+    ordered, cross = check_declarations(specs, names)
+    problems += cross
+    kept = {id(s) for s in ordered}
+    incomplete |= {s.source for s in specs if id(s) not in kept}
+    return Declared(assign_identities(ordered), problems, incomplete)
+
+
+# ============================================================================
+# Translation to docker run argv
+# ============================================================================
+# Every container dockerup creates carries these labels. They are the only record
+# of ownership and of the spec a container was made from, so deleting the cache
+# never makes dockerup forget a container.
+
+LABEL_ID = "dockerup.id"  # the spec identity (its name, or "image:REPOSITORY[#n]")
+LABEL_HASH = "dockerup.hash"  # hash of everything that shapes the container
+LABEL_FIELDS = "dockerup.fields"  # per-field hashes, to say which fields changed
+LABEL_SOURCE = "dockerup.source"  # confdir or user-data
+
+RESTART_POLICIES = {"always": "always", "unless-stopped": "unless-stopped", "on-failure": "on-failure", "never": "no"}
+
+
+def env_text(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def duration(seconds):
+    return f"{seconds:g}s"
+
+
+def publish_argument(mapping):
+    container = f"{int(mapping['containerPort'])}/{mapping.get('protocol', 'tcp')}"
+    host = str(int(mapping["hostPort"])) if "hostPort" in mapping else ""
+    address = mapping.get("hostIp", "")
+    if ":" in address:
+        address = f"[{address}]"
+    if address:
+        return f"{address}:{host}:{container}"
+    return f"{host}:{container}" if host else container
+
+
+def volume_flags(volume):
+    read_only = ":ro" if volume.get("mode") == "ro" else ""
+    if "from" in volume:
+        return ["--volumes-from", volume["from"] + read_only]
+    if "hostPath" in volume:
+        return ["--volume", f"{volume['hostPath']}:{volume['containerPath']}{read_only}"]
+    return ["--volume", volume["containerPath"]]
+
+
+def health_command(check):
+    """The shell command of a healthCheck, or None for ["NONE"]. docker run can
+    only set a shell health command, so the exec form is quoted for /bin/sh."""
+    command = check["command"]
+    if isinstance(command, str):
+        return command
+    if command[0] == "NONE":
+        return None
+    if command[0] == "CMD-SHELL":
+        return " ".join(command[1:])
+    return shlex.join(command[1:])
+
+
+def health_flags(check):
+    command = health_command(check)
+    if command is None:
+        return ["--no-healthcheck"]
+    flags = ["--health-cmd", command]
+    for key, flag in (("interval", "--health-interval"), ("timeout", "--health-timeout"),
+                      ("startPeriod", "--health-start-period")):
+        if key in check:
+            flags += [flag, duration(check[key])]
+    if "retries" in check:
+        flags += ["--health-retries", str(check["retries"])]
+    return flags
+
+
+def each(flag, values):
+    return [item for value in values for item in (flag, value)]
+
+
+# Spec field -> the docker run flags that give the container that setting, in the
+# order they appear on the command line. The README's mapping table mirrors this.
+FIELD_FLAGS = {
+    "hostname": lambda v: ["--hostname", v],
+    "user": lambda v: ["--user", v],
+    "workingDirectory": lambda v: ["--workdir", v],
+    "privileged": lambda v: ["--privileged"] if v else [],
+    "readonlyRootFilesystem": lambda v: ["--read-only"] if v else [],
+    "cpu": lambda v: ["--cpu-shares", str(v)],
+    "memory": lambda v: ["--memory", v],
+    "memoryReservation": lambda v: ["--memory-reservation", v],
+    "restart": lambda v: ["--restart", RESTART_POLICIES[v]],
+    "stopTimeout": lambda v: ["--stop-timeout", str(v)],
+    "network": lambda v: ["--network", v],
+    "links": lambda v: each("--link", [f"{k}:{a}" for k, a in v.items()] if isinstance(v, dict) else v),
+    "extraHosts": lambda v: each("--add-host", [f"{h['hostname']}:{h['ipAddress']}" for h in v]),
+    "dnsServers": lambda v: each("--dns", v),
+    "dnsSearchDomains": lambda v: each("--dns-search", v),
+    "portMappings": lambda v: each("--publish", [publish_argument(m) for m in v]),
+    "volumes": lambda v: [flag for volume in v for flag in volume_flags(volume)],
+    "env": lambda v: each("--env", [f"{k}={env_text(v[k])}" for k in sorted(v)]),
+    "dockerLabels": lambda v: each("--label", [f"{k}={v[k]}" for k in sorted(v)]),
+    "logConfiguration": lambda v: ["--log-driver", v["logDriver"]] + each(
+        "--log-opt", [f"{k}={o}" for k, o in sorted(v.get("options", {}).items())]),
+    "healthCheck": health_flags,
+    "ulimits": lambda v: each("--ulimit", [f"{u['name']}={u['softLimit']}:{u['hardLimit']}" for u in v]),
+    "entrypoint": lambda v: ["--entrypoint", split_argv(v)[0]],
+}
+# Fields that never reach docker run: they steer dockerup itself.
+CONTROL_FIELDS = ("type", "name", "image", "command", "update", "signal")
+
+
+def field_flags(doc):
+    """(field, flags) for every field of the spec that becomes docker run flags."""
+    return [(key, translate(doc[key])) for key, translate in FIELD_FLAGS.items() if key in doc]
+
+
+def container_arguments(doc):
+    """The argv after the image: the entrypoint's extra words, then the command."""
+    return split_argv(doc.get("entrypoint"))[1:] + split_argv(doc.get("command"))
+
+
+def run_argv(spec, name=None, labels=None):
+    """The complete `docker run` argv (without the leading docker -H ...)."""
+    name = name or spec.name
+    argv = ["run", "--detach"] + (["--name", name] if name else [])
+    for key, value in (labels or {}).items():
+        argv += ["--label", f"{key}={value}"]
+    for _, flags in field_flags(spec.doc):
+        argv += flags
+    return argv + [spec.image] + container_arguments(spec.doc)
+
+
+def short_hash(value, length):
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:length]
+
+
+def fingerprint(doc):
+    """(hash, per-field hashes) of everything that shapes the container, taken from
+    its translation so reordered keys or reformatted JSON never change it. The image
+    *id* is deliberately left out: an updated image is detected on its own."""
+    parts = [("name", [doc.get("name", "")])] + field_flags(doc)
+    parts += [("image", [normalize_image_ref(doc["image"])]), ("command", container_arguments(doc))]
+    per_field = ",".join(f"{key}:{short_hash(flags, 8)}" for key, flags in parts if flags not in ([], [""]))
+    return short_hash(parts, 16), per_field
+
+
+def changed_fields(old_fields, new_fields):
+    def parse(text):
+        return dict(item.split(":", 1) for item in (text or "").split(",") if ":" in item)
+
+    old, new = parse(old_fields), parse(new_fields)
+    return sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
+
+
+def spec_labels(spec):
+    spec_hash, fields = fingerprint(spec.doc)
+    return {LABEL_ID: spec.identity, LABEL_HASH: spec_hash, LABEL_FIELDS: fields, LABEL_SOURCE: spec.source}
+
+
+def display_command(argv, show_secrets=False):
+    """The shell-quoted command line, env values masked unless asked otherwise."""
+    shown = list(argv)
+    if not show_secrets:
+        for index in range(1, len(shown)):
+            if shown[index - 1] in ("--env", "-e") and "=" in shown[index]:
+                shown[index] = shown[index].split("=", 1)[0] + "=***"
+    return shlex.join(shown)
+
+
+# ============================================================================
+# Reading docker state
+# ============================================================================
+
+
+class DockerError(DockerupError):
+    """A docker command failed; `detail` is docker's own first line of complaint."""
+
+    exit_code = EXIT_PROBLEMS
+
+    def __init__(self, command, detail):
+        self.command, self.detail = command, detail
+        super().__init__(f"`{command}` failed: {detail}")
+
+
+class DaemonUnreachable(DockerError):
+    exit_code = EXIT_FATAL
+
+
+class DockerTimeout(DockerError):
+    pass
+
+
+UNREACHABLE_MARKERS = ("Cannot connect to the Docker daemon", "Is the docker daemon running",
+                       "error during connect", "dial unix", "connection refused")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    stdout: str
+    stderr: str
+    exit_code: int
+
+
+class Docker:
+    """The docker CLI. Every call goes through _run(), which logs the exact,
+    shell-quoted command line just before it runs."""
+
+    def __init__(self, remote, timeout, dry_run=False, show_secrets=False, out=None):
+        import shutil
+
+        self.prefix = ["docker", "-H", remote]
+        self.executable = shutil.which("docker")
+        self.timeout = timeout
+        self.dry_run = dry_run
+        self.show_secrets = show_secrets
+        self.out = out or sys.stdout
+        self.calls = 0
+
+    def read(self, *args, timeout=None, tolerate=None):
+        """A command that changes nothing. It runs in --dry-run too; logged with -v.
+        `tolerate(result)` may accept a non-zero exit."""
+        return self._run(args, logging.DEBUG, timeout, tolerate).stdout
+
+    def change(self, *args, reason, timeout=None):
+        """A command that changes the host. In --dry-run it is printed on standard
+        output with its reason as a comment, and not run."""
+        line = display_command(self.prefix + list(args), self.show_secrets)
+        if self.dry_run:
+            print(f"{line}  # {reason}", file=self.out, flush=True)
+            return ""
+        log.info("$ %s  # %s", line, reason)
+        return self._run(args, None, timeout).stdout
+
+    def _run(self, args, log_level, timeout=None, tolerate=None):
+        import sh
+
+        argv = self.prefix + [str(a) for a in args]
+        command = display_command(argv, self.show_secrets)
+        if log_level is not None:
+            log.log(log_level, "$ %s", command)
+        if self.executable is None:
+            raise DockerupError("docker: command not found on PATH")
+        timeout = timeout or self.timeout
+        self.calls += 1
+        try:
+            process = sh.Command(self.executable)(
+                *argv[1:], _return_cmd=True, _tty_out=False, _ok_code=range(256),
+                _timeout=timeout, _decode_errors="replace", _in="")
+        except sh.TimeoutException:
+            raise DockerTimeout(command, f"no answer within {timeout:g} seconds (the timeout setting); gave up")
+        except sh.SignalException as e:
+            raise DockerError(command, f"docker was killed by signal {-e.exit_code}")
+        except OSError as e:
+            raise DockerupError(f"cannot run {self.executable}: {describe_os_error(e)}")
+        result = CommandResult(process.stdout.decode("utf-8", "replace"),
+                               process.stderr.decode("utf-8", "replace"), process.exit_code)
+        if result.exit_code == 0 or (tolerate and tolerate(result)):
+            return result
+        detail = first_line(result.stderr) or first_line(result.stdout) or f"exit code {result.exit_code}"
+        if any(marker in result.stderr for marker in UNREACHABLE_MARKERS):
+            raise DaemonUnreachable(command, detail)
+        raise DockerError(command, detail)
+
+
+def first_line(text):
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+ALIVE_STATUSES = ("running", "restarting", "paused")
+
+
+@dataclass(frozen=True, eq=False)
+class Container:
+    id: str
+    name: str
+    image_id: str
+    status: str  # created, running, restarting, paused, exited, dead, removing
+    health: str  # "" without a health check, else starting, healthy, unhealthy
+    exit_code: int
+    labels: dict
+    host_ports: frozenset  # (port, protocol) published on the host
+
+    @property
+    def alive(self):
+        """Running as far as dockerup is concerned: docker itself is handling a
+        restarting or paused container, so it is neither started nor replaced."""
+        return self.status in ALIVE_STATUSES
+
+    @property
+    def identity(self):
+        return self.labels.get(LABEL_ID)
+
+    @property
+    def managed(self):
+        return self.identity is not None
+
+    @property
+    def short(self):
+        return f"{self.name} ({self.id[:12]})"
+
+
+def parse_containers(inspect_json):
+    containers = []
+    for item in json.loads(inspect_json or "[]"):
+        state, labels = item.get("State") or {}, (item.get("Config") or {}).get("Labels") or {}
+        ports = set()
+        for key, bindings in ((item.get("HostConfig") or {}).get("PortBindings") or {}).items():
+            port, _, protocol = key.partition("/")
+            for binding in bindings or ():
+                if binding.get("HostPort"):
+                    ports.add((int(binding["HostPort"]), protocol or "tcp"))
+        containers.append(Container(
+            id=item["Id"], name=item["Name"].lstrip("/"), image_id=item["Image"],
+            status=state.get("Status", ""), health=(state.get("Health") or {}).get("Status", ""),
+            exit_code=state.get("ExitCode", 0), labels=labels, host_ports=frozenset(ports)))
+    return containers
+
+
+@dataclass
+class Images:
+    by_ref: dict  # "repo:tag" or "repo@digest" -> image id
+    refs_by_id: dict  # image id -> ["repo:tag", ...]
+    dangling: set  # ids of untagged images
+
+    def resolve(self, image):
+        return self.by_ref.get(normalize_image_ref(image))
+
+    @property
+    def ids(self):
+        return set(self.refs_by_id) | self.dangling
+
+
+IMAGES_FORMAT = "{{.ID}} {{.Repository}} {{.Tag}} {{.Digest}}"
+
+
+def parse_images(text):
+    images = Images({}, {}, set())
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 4:
+            continue
+        image_id, repository, tag, digest = parts
+        if repository == "<none>":
+            images.dangling.add(image_id)
+            continue
+        images.refs_by_id.setdefault(image_id, [])
+        if tag != "<none>":
+            images.by_ref[f"{repository}:{tag}"] = image_id
+            images.refs_by_id[image_id].append(f"{repository}:{tag}")
+        if digest != "<none>":
+            images.by_ref[f"{repository}@{digest}"] = image_id
+    return images
+
+
+@dataclass
+class HostState:
+    containers: list
+    images: Images
+
+
+def only_vanished(result):
+    """`docker inspect` of a container removed since the listing fails for it alone."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return result.exit_code == 1 and all("No such" in line for line in lines)
+
+
+def read_images(docker):
+    return parse_images(docker.read("images", "--no-trunc", "--format", IMAGES_FORMAT))
+
+
+def read_state(docker):
+    """Three docker calls whatever the number of containers: the container and
+    image listings (side by side), then one inspect of every container."""
+    listed = {}
+
+    def list_images():
+        try:
+            listed["images"] = read_images(docker)
+        except DockerupError as e:
+            listed["error"] = e
+
+    worker = threading.Thread(target=list_images)
+    worker.start()
+    try:
+        ids = docker.read("ps", "--all", "--quiet", "--no-trunc").split()
+    finally:
+        worker.join()
+    if "error" in listed:
+        raise listed["error"]
+    inspected = docker.read("inspect", "--type", "container", *ids, tolerate=only_vanished) if ids else "[]"
+    return HostState(parse_containers(inspected), listed["images"])
+
+
+def own_container_id():
+    """The id of the container this process runs in, if any: its hostname and
+    resolv.conf are bind-mounted from the engine's directory for it."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            match = re.search(r"/containers/([0-9a-f]{64})/", f.read())
+    except OSError:
+        return None
+    return match.group(1) if match else None
+
+
+# ============================================================================
+# Planning actions
+# ============================================================================
+# plan_changes() is a pure function of (what is declared, what the engine has):
+# it decides everything and changes nothing. The executor below carries it out.
+#
+# A spec's *group* is every container labelled with its identity. Normally that is
+# one container; an interrupted update can leave more (a replacement under a
+# temporary name, a retired predecessor). The plan always keeps at most one: the
+# newest-looking healthy member, and removes the rest, so an interruption at any
+# point is finished by the next run.
+
+
+@dataclass(frozen=True, eq=False)
+class RemoveContainer:
+    container: Container
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class CreateContainer:
+    spec: Spec
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class StartContainer:
+    spec: Spec
+    container: Container
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class ReplaceContainer:
+    spec: Spec
+    old: Container
+    eager: bool
+    reason: str
+    not_eager_because: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class RenameContainer:
+    spec: Spec
+    container: Container
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class RemoveImage:
+    image_id: str
+    refs: tuple  # tags to remove; the id itself for an untagged image
+    reason: str
+
+
+@dataclass
+class Plan:
+    actions: list
+    problems: list  # specs that cannot be converged, with the reason
+    notes: list  # decisions worth a warning, such as a removal held back
+    kept: list  # specs already as declared
+
+
+def plan_pulls(specs, images, config):
+    """image -> why to pull it. A missing image is always pulled; a present one
+    only where both the global and the spec's pull setting allow."""
+    pulls, seen = {}, set()
+    for spec in specs:
+        reference = normalize_image_ref(spec.image)
+        if reference in seen:
+            continue
+        if images.resolve(spec.image) is None:
+            pulls[spec.image] = "image missing locally"
+        elif spec.may_pull(config):
+            pulls[spec.image] = "look for a newer image"
+        else:
+            continue
+        seen.add(reference)
+    return pulls
+
+
+def plan_changes(declared, state, *, exclusive=False, used_images=(), own_id=None, pending_pulls=(),
+                 pull_errors=None):
+    """Decide every action. `pending_pulls` are images that a dry run would have
+    pulled: they are assumed to arrive, unchanged where already present.
+    `pull_errors` says why a missing image could not be pulled."""
+    actions, problems, notes, kept = [], [], [], []
+    wanted = {spec.identity: spec for spec in declared.specs}
+    groups = {}
+    for container in state.containers:
+        if container.managed:
+            groups.setdefault(container.identity, []).append(container)
+    leaving = set()
+
+    for container in state.containers:
+        if container.managed and container.identity not in wanted:
+            source = container.labels.get(LABEL_SOURCE, SOURCE_CONFDIR)
+            if source in declared.incomplete_sources:
+                notes.append(f"not removing {container.short}: its source ({source}) could not be read completely")
+                continue
+            actions.append(RemoveContainer(container, f"{container.identity} is no longer declared"))
+            leaving.add(container.id)
+        elif not container.managed and exclusive and container.id != own_id:
+            if declared.incomplete_sources:
+                notes.append(f"not removing {container.short} (exclusive mode): a source could not be read completely")
+                continue
+            actions.append(RemoveContainer(container, "not declared, and exclusive=true"))
+            leaving.add(container.id)
+
+    holders = {c.name: c for c in state.containers if not c.managed and c.id not in leaving}
+    created, started, failed = set(), set(), set()
+    pending = {normalize_image_ref(image) for image in pending_pulls}
+    for spec in declared.specs:
+        holder = holders.get(spec.name)
+        if holder:
+            problems.append(spec.problem("name", f"container {holder.short} already has this name and was not "
+                                                 f"created by dockerup; remove or rename it, or set exclusive=true"))
+            failed.add(spec.name)
+            continue
+        blocked = [d for d in spec.dependencies if d in failed]
+        if blocked:
+            problems.append(spec.problem("", f"not converged: it depends on {', '.join(blocked)}, which could not be"))
+            failed.add(spec.name)
+            continue
+        network = spec.doc.get("network", "")
+        moved = [d for d in spec.dependencies if d in created or (d in started and network == f"container:{d}")]
+        image_id = state.images.resolve(spec.image)
+        if image_id is None and normalize_image_ref(spec.image) not in pending:
+            why = (pull_errors or {}).get(normalize_image_ref(spec.image), "no pull was attempted")
+            spec_actions, outcome = plan_unavailable_image(spec, groups.get(spec.identity, []), why, problems)
+        else:
+            spec_actions, outcome = plan_spec(spec, groups.get(spec.identity, []), image_id, moved)
+        actions += spec_actions
+        leaving.update(a.container.id for a in spec_actions if isinstance(a, RemoveContainer))
+        leaving.update(a.old.id for a in spec_actions if isinstance(a, ReplaceContainer))
+        if outcome in ("create", "replace"):
+            created.add(spec.name)
+        elif outcome == "start":
+            started.add(spec.name)
+        elif outcome == "keep":
+            kept.append(spec)
+        elif outcome == "failed":
+            failed.add(spec.name)
+
+    actions += plan_image_cleanup(declared, state, leaving, used_images)
+    return Plan(actions, problems, notes, kept)
+
+
+def plan_unavailable_image(spec, group, why, problems):
+    """The image is neither local nor pullable: touch nothing of this spec."""
+    alive = [c for c in group if c.alive]
+    consequence = f"{alive[0].short} keeps running as it is" if alive else f"cannot start {spec.label}"
+    problems.append(spec.problem("image", f"{spec.image} is not available locally and pulling it failed ({why}); "
+                                          f"{consequence}"))
+    return [], ("keep-stale" if alive else "failed")
+
+
+def plan_spec(spec, group, image_id, moved_dependencies):
+    """Actions for one spec with an available image. Returns (actions, outcome)
+    where outcome is keep, start, create or replace."""
+    want = spec_labels(spec)
+
+    def fresh(c):
+        return c.labels.get(LABEL_HASH) == want[LABEL_HASH] and (image_id is None or c.image_id == image_id)
+
+    def proper(c):
+        return spec.name is None or c.name == spec.name
+
+    alive_fresh = [] if moved_dependencies else [c for c in group if c.alive and fresh(c)]
+    if alive_fresh:
+        keep = min(alive_fresh, key=lambda c: not proper(c))
+        actions = [RemoveContainer(c, f"left over from an earlier update of {spec.label}") for c in group if c is not keep]
+        if not proper(keep):
+            actions.append(RenameContainer(spec, keep, "finish an interrupted update"))
+        return actions, "keep"
+    alive = [c for c in group if c.alive]
+    startable = [c for c in group if not c.alive and fresh(c) and proper(c)] if not moved_dependencies else []
+    if startable and not alive:
+        target = startable[0]
+        actions = [RemoveContainer(c, f"left over from an earlier update of {spec.label}") for c in group if c is not target]
+        return actions + [StartContainer(spec, target, f"container is {target.status}")], "start"
+    if not group:
+        return [CreateContainer(spec, "absent")], "create"
+    old = min(group, key=lambda c: (not c.alive, not proper(c)))
+    actions = [RemoveContainer(c, f"left over from an earlier update of {spec.label}") for c in group if c is not old]
+    reason = replace_reason(old, want, image_id, moved_dependencies)
+    eager, not_eager_because = spec.eager and old.alive, ""
+    if eager:
+        wanted_ports = {(int(m["hostPort"]), m.get("protocol", "tcp")) for m in spec.doc.get("portMappings", [])
+                        if "hostPort" in m}
+        clash = sorted(wanted_ports & old.host_ports)
+        if clash:
+            eager = False
+            not_eager_because = f"host port {clash[0][0]}/{clash[0][1]} cannot be bound by two containers at once"
+    return actions + [ReplaceContainer(spec, old, eager, reason, not_eager_because)], "replace"
+
+
+def replace_reason(old, want, image_id, moved_dependencies):
+    if moved_dependencies:
+        return f"{', '.join(moved_dependencies)} is being recreated, and this container refers to it"
+    if old.labels.get(LABEL_HASH) != want[LABEL_HASH]:
+        fields = changed_fields(old.labels.get(LABEL_FIELDS), want[LABEL_FIELDS])
+        return f"spec changed: {', '.join(fields)}" if fields else "spec changed"
+    if image_id and old.image_id != image_id:
+        return f"image updated: {short_id(old.image_id)} -> {short_id(image_id)}"
+    return f"container is {old.status}"
+
+
+def short_id(image_id):
+    return image_id.split(":", 1)[-1][:12]
+
+
+def plan_image_cleanup(declared, state, leaving, used_images):
+    """Untagged images, and images dockerup ran before, that nothing will use
+    after this run: no remaining container, no declared spec."""
+    referenced = {c.image_id for c in state.containers if c.id not in leaving}
+    referenced |= {state.images.resolve(spec.image) for spec in declared.specs}
+    ours = (set(used_images) | {c.image_id for c in state.containers if c.managed}) & state.images.ids
+    actions = []
+    for image_id in sorted((ours | state.images.dangling) - referenced):
+        refs = tuple(state.images.refs_by_id.get(image_id) or [image_id])
+        reason = "untagged image nothing uses" if image_id in state.images.dangling else "image dockerup used before; nothing uses it now"
+        actions.append(RemoveImage(image_id, refs, reason))
+    return actions
+
+
+# ============================================================================
+# Executing actions
+# ============================================================================
+# The only place that changes the host. A replacement is a small transaction: the
+# old container is kept (stopped and renamed aside, or still running when eager)
+# until its successor has stayed up, and is put back if the successor fails.
+
+TEMP_NEW, TEMP_OLD = ".dockerup-new-", ".dockerup-old-"
+
+
+class ActionFailed(DockerupError):
+    exit_code = EXIT_PROBLEMS
+
+
+class StopRequest:
+    """Set by SIGTERM/SIGINT: finish the action in flight, start no other."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.exit_at_once = False  # while dockerup stops its own container
+
+    def __bool__(self):
+        return self.event.is_set()
+
+
+@dataclass
+class Undo:
+    """What a stop-first replacement has done so far."""
+
+    old: Container
+    aside: str
+    stopped: bool = False
+    renamed: bool = False
+    ran: bool = False
+    new: str = ""  # name or id of the replacement, once docker run succeeded
+
+
+class Executor:
+    def __init__(self, docker, settle, stop=None, own_id=None):
+        self.docker = docker
+        self.settle = settle
+        self.stop = stop or StopRequest()
+        self.own_id = own_id
+        self.stop_self_last = None
+        self.removed_images = set()
+
+    def execute(self, actions):
+        """Run every action; one failing does not stop the others, except those
+        of specs that depend on it. Returns Problems."""
+        problems, failed = [], set()
+        for index, action in enumerate(actions):
+            if self.stop:
+                problems.append(Problem("dockerup", f"stopped by a signal; {len(actions) - index} actions left for the next run"))
+                break
+            spec = getattr(action, "spec", None)
+            blocked = [d for d in (spec.dependencies if spec else ()) if d in failed]
+            if blocked:
+                problems.append(spec.problem("", f"not converged: it depends on {', '.join(blocked)}, which failed"))
+                failed.add(spec.name)
+                continue
+            try:
+                self.perform(action)
+            except DaemonUnreachable:
+                raise
+            except DockerupError as e:
+                where = spec.problem("", "").where if spec else "dockerup"
+                path = spec.path if spec else ""
+                problems.append(Problem(where, str(e), path))
+                if spec:
+                    failed.add(spec.name)
+        if self.stop_self_last and not self.stop:
+            self.stop_own_container(self.stop_self_last)
+        return problems
+
+    def perform(self, action):
+        if isinstance(action, RemoveContainer):
+            self.remove(action.container, action.container.name, action.reason)
+        elif isinstance(action, CreateContainer):
+            self.create(action.spec, action.reason)
+        elif isinstance(action, StartContainer):
+            self.docker.change("start", action.container.name, reason=f"{action.reason} ({action.spec.label})")
+        elif isinstance(action, RenameContainer):
+            self.docker.change("rename", action.container.name, action.spec.name, reason=action.reason)
+        elif isinstance(action, ReplaceContainer):
+            self.replace(action)
+        elif isinstance(action, RemoveImage):
+            self.remove_image(action)
+        else:
+            raise TypeError(f"unknown action {action!r}")
+
+    def remove(self, container, ref, reason):
+        if container.id == self.own_id:
+            self.stop_self_last = ref
+            return
+        if container.alive:
+            self.docker.change("stop", ref, reason=reason)
+        self.docker.change("rm", ref, reason=reason)
+
+    def create(self, spec, reason):
+        labels = spec_labels(spec)
+        try:
+            self.docker.change(*run_argv(spec, labels=labels), reason=f"{reason} ({spec.label})")
+        except DockerError as e:
+            self.remove_half_created(labels)
+            raise ActionFailed(f"cannot create {spec.label}: {e.detail}")
+        self.send_signals(spec)
+
+    def replace(self, action):
+        spec, old = action.spec, action.old
+        if action.not_eager_because:
+            log.info("%s: replacing without update.eager: %s", spec.label, action.not_eager_because)
+        labels = spec_labels(spec)
+        if action.eager:
+            self.replace_eager(spec, old, labels, action.reason)
+        else:
+            self.replace_stop_first(spec, old, labels, action.reason)
+        self.send_signals(spec)
+
+    def replace_eager(self, spec, old, labels, reason):
+        """The replacement starts, and must stay up, before the old one stops."""
+        temporary = f"{spec.name}{TEMP_NEW}{labels[LABEL_HASH][:8]}" if spec.name else None
+        why = f"replace {spec.label}, eager: {reason}"
+        try:
+            new = self.docker.change(*run_argv(spec, name=temporary, labels=labels), reason=why).strip()
+        except DockerError as e:
+            self.remove_half_created(labels)
+            raise ActionFailed(f"replacement of {spec.label} did not start: {e.detail}; {old.short} keeps running")
+        new = temporary or new
+        try:
+            self.wait_until_up(new, spec)
+        except ActionFailed as e:
+            self.docker.change("rm", "--force", new, reason=f"replacement of {spec.label} failed")
+            raise ActionFailed(f"replacement of {spec.label} {e}; {old.short} keeps running")
+        if not spec.name:
+            self.remove(old, old.name, why)
+            return
+        retired = f"{spec.name}{TEMP_OLD}{old.id[:12]}"
+        self.docker.change("rename", old.name, retired, reason=why)
+        try:
+            self.docker.change("rename", temporary, spec.name, reason=why)
+        except DockerError as e:
+            self.docker.change("rename", retired, old.name, reason=f"put {old.name} back")
+            self.docker.change("rm", "--force", temporary, reason=f"replacement of {spec.label} failed")
+            raise ActionFailed(f"cannot rename the replacement of {spec.label}: {e.detail}; {old.short} keeps running")
+        self.remove(old, retired, why)
+
+    def replace_stop_first(self, spec, old, labels, reason):
+        """Stop the old container, keep it aside, and put it back as it was if
+        the replacement does not come up."""
+        why = f"replace {spec.label}: {reason}"
+        aside = f"{spec.name}{TEMP_OLD}{old.id[:12]}" if spec.name else old.name
+        done = Undo(old, aside)
+        try:
+            if old.alive:
+                self.docker.change("stop", old.name, reason=why)
+                done.stopped = True
+            if aside != old.name:
+                self.docker.change("rename", old.name, aside, reason=f"keep {old.name} until its replacement is up")
+                done.renamed = True
+            done.ran = True
+            output = self.docker.change(*run_argv(spec, labels=labels), reason=why).strip()
+            done.new = spec.name or output
+            self.wait_until_up(done.new, spec)
+        except DockerupError as e:
+            detail = e.detail if isinstance(e, DockerError) else str(e)
+            failures = self.roll_back(spec, done, labels)
+            raise ActionFailed(f"replacement of {spec.label} failed: {detail}; "
+                               + ("; ".join(failures) or f"put back {old.short} as it was"))
+        self.docker.change("rm", aside, reason=why)
+
+    def roll_back(self, spec, done, labels):
+        """Undo a failed replace_stop_first step by step, each on its own so one
+        failing does not prevent the others. Returns what could not be undone."""
+        why, old = f"replacement of {spec.label} failed", done.old
+        steps = []
+        if done.ran and done.new:
+            steps.append(lambda: self.docker.change("rm", "--force", done.new, reason=why))
+        elif done.ran:
+            steps.append(lambda: self.remove_half_created(labels))
+        if done.renamed:
+            steps.append(lambda: self.docker.change("rename", done.aside, old.name, reason=f"put {old.name} back"))
+        if done.stopped:
+            steps.append(lambda: self.docker.change("start", old.name, reason=f"put {old.name} back"))
+        failures = []
+        for step in steps:
+            try:
+                step()
+            except DockerupError as e:
+                failures.append(f"could not put back {old.short}: {e}")
+        return failures
+
+    def remove_half_created(self, labels):
+        """A failed `docker run` can leave a created, never started container."""
+        if self.docker.dry_run:
+            return
+        leftovers = self.docker.read("ps", "--all", "--quiet", "--filter", f"label={LABEL_ID}={labels[LABEL_ID]}",
+                                     "--filter", f"label={LABEL_HASH}={labels[LABEL_HASH]}",
+                                     "--filter", "status=created").split()
+        for container_id in leftovers:
+            self.docker.change("rm", "--force", container_id, reason="left by the failed docker run")
+
+    def wait_until_up(self, ref, spec):
+        """The replacement must keep running for `settle` seconds or, with a
+        healthCheck, become healthy within the time its settings allow."""
+        if self.docker.dry_run:
+            return
+        check = spec.doc.get("healthCheck")
+        wants_health = bool(check) and health_command(check) is not None
+        limit = health_wait_limit(check, self.settle, self.docker.timeout) if wants_health else self.settle
+        started = time.monotonic()
+        while True:
+            state = json.loads(self.docker.read("inspect", "--type", "container", "--format", "{{json .State}}", ref))
+            if state.get("Status") != "running":
+                raise ActionFailed(f"{state.get('Status')} with exit code {state.get('ExitCode')}"
+                                   f"{self.last_output(ref)}")
+            health = state.get("Health") or {}
+            if wants_health and health.get("Status") == "healthy":
+                return
+            if wants_health and health.get("Status") == "unhealthy":
+                log_lines = health.get("Log") or [{}]
+                raise ActionFailed(f"is unhealthy: {first_line(log_lines[-1].get('Output', '')) or 'health check failed'}")
+            elapsed = time.monotonic() - started
+            if elapsed >= limit:
+                if wants_health:
+                    raise ActionFailed(f"was not healthy within {limit:g} seconds")
+                return
+            time.sleep(min(0.25, limit - elapsed))
+
+    def last_output(self, ref):
+        try:
+            result = self.docker._run(("logs", "--tail", "5", ref), logging.DEBUG)
+        except DockerupError:
+            return ""
+        lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+        return f"; its last output: {lines[-1].strip()[:200]!r}" if lines else ""
+
+    def send_signals(self, spec):
+        for target in spec.doc.get("signal", []):
+            try:
+                self.docker.change("kill", "--signal", target["signal"], target["container"],
+                                   reason=f"{spec.label} was updated")
+            except DockerError as e:
+                log.warning("%s: could not signal %s: %s", spec.label, target["container"], e.detail)
+
+    def remove_image(self, action):
+        try:
+            self.docker.change("rmi", *action.refs, reason=action.reason)
+            self.removed_images.add(action.image_id)
+        except DockerError as e:
+            if "No such image" in e.detail:
+                self.removed_images.add(action.image_id)
+            elif "conflict" in e.detail or "being used" in e.detail:
+                log.debug("image %s is still in use: %s", short_id(action.image_id), e.detail)
+            else:
+                raise
+
+    def stop_own_container(self, ref):
+        """dockerup stops its own container last, after its replacement is in place;
+        the SIGTERM this brings ends this process at once."""
+        self.stop.exit_at_once = True
+        self.docker.change("stop", ref, reason="dockerup's own container was replaced")
+
+
+def health_wait_limit(check, settle, timeout):
+    """How long docker may take to call a new container healthy or unhealthy."""
+    interval, per_check = check.get("interval", 30), check.get("timeout", 30)
+    limit = check.get("startPeriod", 0) + (interval + per_check) * check.get("retries", 3) + interval + settle
+    return min(limit, timeout)
+
+
+# ============================================================================
+# Command line
+# ============================================================================
+
+IMAGE_RECORD = "images.json"
+PULL_CONCURRENCY = 4
+
+
+def pull_images(docker, pulls, stop):
+    """Pull side by side through a small pool. Returns (errors by normalized
+    reference, whether any image changed)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def pull(image):
+        if stop:
+            return image, "not pulled: stopping"
+        try:
+            output = docker.change("pull", image, reason=pulls[image])
+        except DockerupError as e:
+            return image, getattr(e, "detail", str(e))
+        return image, "changed" if "Downloaded newer image" in output else None
+
+    errors, changed = {}, False
+    if not pulls:
+        return errors, changed
+    with ThreadPoolExecutor(max_workers=min(PULL_CONCURRENCY, len(pulls))) as pool:
+        for image, outcome in pool.map(pull, pulls):
+            if outcome == "changed":
+                changed = True
+            elif outcome:
+                errors[normalize_image_ref(image)] = outcome
+                if pulls[image] != "image missing locally":
+                    log.warning("pull of %s failed; keeping the local image: %s", image, outcome)
+    return errors, changed
+
+
+def converge(config, docker, stop):
+    """One sync of the host with its declarations. Returns the exit code."""
+    started = time.monotonic()
+    user_data = None
+    if config.aws:
+        endpoint = metadata_endpoint()
+        if endpoint is None:
+            log.warning("aws=true, but AWS_EC2_METADATA_DISABLED=true: EC2 user-data is not read")
+        else:
+            user_data = read_user_data(config.cache, endpoint)
+    declared = load_declared(config, user_data)
+    state = read_state(docker)
+    pulls = plan_pulls(declared.specs, state.images, config)
+    pull_errors, images_changed = pull_images(docker, pulls, stop)
+    if images_changed:
+        state = HostState(state.containers, read_images(docker))
+    used_images = json.loads(read_cache_bytes(config.cache, IMAGE_RECORD) or b"[]")
+    own_id = own_container_id()
+    plan = plan_changes(declared, state, exclusive=config.exclusive, used_images=used_images, own_id=own_id,
+                        pending_pulls=pulls if config.dry_run else (), pull_errors=pull_errors)
+    for note in plan.notes:
+        log.warning("%s", note)
+    executor = Executor(docker, config.settle, stop, own_id)
+    problems = declared.problems + plan.problems + executor.execute(plan.actions)
+    for problem in problems:
+        log.error("%s", problem)
+    if not config.dry_run:
+        record_images(config.cache, used_images, state, declared, executor.removed_images)
+    changes = sum(1 for a in plan.actions if not isinstance(a, RemoveImage))
+    log.info("%s in %.2fs: %d declared, %d unchanged, %d container actions, %d images removed, %d problems",
+             "dry run" if config.dry_run else "converged" if not problems else "ran",
+             time.monotonic() - started, len(declared.specs), len(plan.kept), changes,
+             len(executor.removed_images), len(problems))
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def record_images(cache_dir, used_images, state, declared, removed):
+    """Remember the images dockerup's containers use, so that cleanup can tell
+    them apart from images someone else put on the host."""
+    record = set(used_images) | {c.image_id for c in state.containers if c.managed}
+    record |= {state.images.resolve(spec.image) for spec in declared.specs}
+    record = sorted((record & state.images.ids) - set(removed))
+    if record != sorted(used_images):
+        write_cache_bytes(cache_dir, IMAGE_RECORD, json.dumps(record).encode())
+
+
+def converge_locked(config, docker, stop):
+    fd = host_lock(config.cache)
+    try:
+        return converge(config, docker, stop)
+    finally:
+        os.close(fd)
+
+
+def serve(config, docker, stop):
+    """Sync every interval seconds until SIGTERM/SIGINT; no error ends the loop."""
+    log.info("dockerup %s serving: syncing every %gs", __version__, config.interval)
+    while not stop:
+        try:
+            converge_locked(config, docker, stop)
+        except LockHeld as e:
+            log.warning("%s; trying again in %gs", e, config.interval)
+        except DockerupError as e:
+            log.error("%s", e)
+        except Exception as e:  # a bug must not stop the host being managed
+            log.error("internal error in this sync: %s: %s", type(e).__name__, e, exc_info=config.verbose)
+        stop.event.wait(config.interval)
+    log.info("stopping on signal")
+    return EXIT_OK
+
+
+def install_signal_handlers(stop):
+    import signal
+
+    def handle(signum, frame):
+        if stop.exit_at_once:
+            logging.shutdown()
+            os._exit(EXIT_OK)
+        if not stop:
+            log.info("received %s: finishing the action in flight, then exiting", signal.Signals(signum).name)
+        stop.event.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def validate(config, user_data_file):
+    """Check everything a run would read, without the engine. Problems go to
+    standard output, one per line."""
+    user_data = None
+    if user_data_file:
+        try:
+            with open(user_data_file, "rb") as f:
+                data = f.read(SPEC_FILE_LIMIT + 1)
+        except OSError as e:
+            raise DockerupError(f"{user_data_file}: cannot read: {describe_os_error(e)}")
+        specs, problems, documents = parse_user_data(data, user_data_file)
+        user_data = UserData(specs, problems, documents, not problems)
+    declared = load_declared(config, user_data)
+    for problem in declared.problems:
+        print(problem)
+    count = len(declared.specs)
+    if declared.problems:
+        log.error("%d problems; %d valid container specs", len(declared.problems), count)
+        return EXIT_PROBLEMS
+    log.info("valid: %d container specs", count)
+    return EXIT_OK
+
+
+def setup_logging(verbose):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s dockerup %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def main(argv=None):
+    from docopt import DocoptExit, docopt
+
+    try:
+        args = docopt(__doc__, argv, version=f"dockerup {__version__}")
+    except DocoptExit as e:
+        print(f"{e}\nRun 'dockerup --help' for the options.", file=sys.stderr)
+        return EXIT_FATAL
+    setup_logging(args["--verbose"])
+    try:
+        config = load_config(args)
+        if args["validate"]:
+            return validate(config, args["--user-data"])
+        docker = Docker(config.remote, config.timeout, config.dry_run, config.show_secrets)
+        stop = StopRequest()
+        install_signal_handlers(stop)
+        if config.server:
+            return serve(config, docker, stop)
+        if config.dry_run:
+            return converge(config, docker, stop)
+        return converge_locked(config, docker, stop)
+    except DockerupError as e:
+        log.error("%s", e)
+        return e.exit_code
+    except Exception as e:
+        log.error("internal error: %s: %s%s", type(e).__name__, e, "" if args["--verbose"] else " (-v shows the traceback)",
+                  exc_info=args["--verbose"])
+        return EXIT_FATAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
