@@ -22,6 +22,8 @@ Options:
   --no-pull           Only pull images that are missing locally.
   --exclusive         Own the host: remove every container not declared.
   --timeout SECONDS   Give up on any docker command after this long [default 300].
+  --settle SECONDS    How long a replacement must stay up before the container
+                      it replaces is removed [default 2].
   --server            Keep running: sync every interval seconds until SIGTERM.
   --dry-run           Print the docker commands a run would execute, one per
                       line with the reason as a # comment; change nothing.
@@ -151,6 +153,11 @@ class Config:
     verbose: bool = False
 
 
+def default_config(**overrides):
+    """The built-in defaults, as if no file and no option were given."""
+    return Config(**{**{key: default for key, (_, default) in CONFIG_KEYS.items()}, **overrides})
+
+
 def read_config_file(path):
     """Parse key=value lines; ';' and '#' start comment lines."""
     try:
@@ -194,7 +201,7 @@ def load_config(args):
         values.update(read_config_file(path))
     elif os.path.exists(DEFAULT_CONFIG_FILE):
         values.update(read_config_file(DEFAULT_CONFIG_FILE))
-    for key in ("confdir", "cache", "remote", "interval", "timeout"):
+    for key in ("confdir", "cache", "remote", "interval", "timeout", "settle"):
         if args.get(f"--{key}") is not None:
             values[key] = parse_config_value(key, args[f"--{key}"], f"--{key}")
     for key in ("aws", "pull"):

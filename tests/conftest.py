@@ -1,0 +1,193 @@
+"""Shared fixtures. Engine tests use the real Docker engine on this machine; they
+must never be skipped: without an engine they fail, loudly."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERUP = ROOT / "dockerup.py"
+sys.path.insert(0, str(ROOT))
+
+# Test images: busybox in an otherwise empty root filesystem. Their shell traps
+# TERM, so stopping one takes milliseconds, not docker's 10 second grace.
+IMAGE = "dockerup-test/app:1"
+IMAGE_2 = "dockerup-test/app:2"
+KEEP_RUNNING = "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"
+BUSYBOX_APPLETS = ("sh", "sleep", "cat", "echo", "env", "id", "hostname", "ls", "true", "false", "test", "kill",
+                   "ps", "wget", "nc", "httpd", "touch", "mkdir", "rm", "grep", "ulimit", "stat", "head")
+TEST_LABEL = "dockerup-test"  # on every container a test makes by hand
+
+
+def docker(*args, check=True, timeout=120):
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def build_image(tag, marker):
+    """Import a busybox root filesystem as `tag`; `marker` makes its id unique."""
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    with tempfile.TemporaryDirectory() as root:
+        root = Path(root)
+        for directory in ("bin", "etc", "tmp", "data"):
+            (root / directory).mkdir()
+        shutil.copy(busybox, root / "bin" / "busybox")
+        for applet in BUSYBOX_APPLETS:
+            (root / "bin" / applet).symlink_to("busybox")
+        (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n")
+        (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+        (root / "marker").write_text(marker)
+        cmd = json.dumps(["/bin/sh", "-c", KEEP_RUNNING])
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "import", "-c", f"CMD {cmd}", "-", tag], stdin=tar.stdout, check=True,
+                       capture_output=True)
+        tar.wait()
+    return docker("image", "inspect", "--format", "{{.Id}}", tag).strip()
+
+
+def remove_test_containers():
+    ids = docker("ps", "-aq", "--filter", "label=dockerup.id").split()
+    ids += docker("ps", "-aq", "--filter", f"label={TEST_LABEL}").split()
+    if ids:
+        docker("rm", "--force", *sorted(set(ids)), check=False)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The Docker engine, with the test images in place."""
+    result = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"no Docker engine answers: {result.stderr.strip()} (start dockerd; see .ci/run)")
+    build_image(IMAGE, "1")
+    build_image(IMAGE_2, "2")
+    return result.stdout.strip()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class Registry:
+    """Debian's docker-registry on loopback: push and pull need no TLS there."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.port = free_port()
+        self.address = f"localhost:{self.port}"
+        config = self.root / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'data'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n"
+            "log:\n  level: error\n")
+        self.log = open(self.root / "registry.log", "w")
+        self.process = None
+        self.start()
+
+    def start(self):
+        self.process = subprocess.Popen(["docker-registry", "serve", str(self.root / "config.yml")],
+                                        stdout=self.log, stderr=self.log)
+        wait_for_port(self.port)
+
+    def stop(self):
+        if self.process:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def push(self, source, name):
+        """Push local image `source` as NAME in this registry; returns the reference."""
+        reference = f"{self.address}/{name}"
+        docker("tag", source, reference)
+        docker("push", reference)
+        return reference
+
+
+@pytest.fixture(scope="session")
+def registry(engine, tmp_path_factory):
+    if not shutil.which("docker-registry"):
+        pytest.fail("docker-registry is not installed (apt-get install docker-registry; see .ci/run)")
+    registry = Registry(tmp_path_factory.mktemp("registry"))
+    yield registry
+    registry.stop()
+
+
+class Host:
+    """A confdir, a cache and a configuration file of a test's own, and ways to
+    run dockerup against the real engine and look at what it did."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.confdir = self.root / "containers.d"
+        self.cache = self.root / "cache"
+        self.config = self.root / "dockerup.conf"
+        self.confdir.mkdir()
+        self.configure()
+
+    def configure(self, **settings):
+        values = {"confdir": self.confdir, "cache": self.cache, "pull": "false", "settle": "0.3", "interval": "1"}
+        values.update(settings)
+        self.config.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+
+    def spec(self, filename, **document):
+        """Write a spec file; `image` defaults to the first test image."""
+        document.setdefault("image", IMAGE)
+        path = self.confdir / filename
+        path.write_text(json.dumps(document, indent=2))
+        return path
+
+    def command(self, *args):
+        return [sys.executable, str(DOCKERUP), "--config", str(self.config), *args]
+
+    def run(self, *args, timeout=120, env=None):
+        """Run dockerup once; returns the CompletedProcess (text)."""
+        return subprocess.run(self.command(*args), capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
+
+    def converge(self, *args, **kwargs):
+        """Run dockerup and insist that it converged."""
+        result = self.run(*args, **kwargs)
+        assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr}"
+        assert "Traceback" not in result.stderr
+        return result
+
+    def managed(self):
+        """Inspect output of every container dockerup owns, by name."""
+        ids = docker("ps", "-aq", "--filter", "label=dockerup.id").split()
+        return {c["Name"].lstrip("/"): c for c in json.loads(docker("inspect", *ids))} if ids else {}
+
+    def inspect(self, name):
+        return json.loads(docker("inspect", "--type", "container", name))[0]
+
+    def running_ids(self):
+        return {name: c["Id"] for name, c in self.managed().items() if c["State"]["Running"]}
+
+
+@pytest.fixture
+def host(engine, tmp_path):
+    remove_test_containers()
+    yield Host(tmp_path)
+    remove_test_containers()
