@@ -62,14 +62,20 @@ def remove_test_containers():
         docker("rm", "--force", *sorted(set(ids)), check=False)
 
 
+def ensure_test_images():
+    """dockerup's image cleanup may remove a test image a test stopped using."""
+    for tag, marker in ((IMAGE, "1"), (IMAGE_2, "2")):
+        if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
+            build_image(tag, marker)
+
+
 @pytest.fixture(scope="session")
 def engine():
     """The Docker engine, with the test images in place."""
     result = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
     if result.returncode != 0:
         pytest.fail(f"no Docker engine answers: {result.stderr.strip()} (start dockerd; see .ci/run)")
-    build_image(IMAGE, "1")
-    build_image(IMAGE_2, "2")
+    ensure_test_images()
     return result.stdout.strip()
 
 
@@ -189,5 +195,6 @@ class Host:
 @pytest.fixture
 def host(engine, tmp_path):
     remove_test_containers()
+    ensure_test_images()
     yield Host(tmp_path)
     remove_test_containers()

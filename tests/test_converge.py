@@ -1,0 +1,485 @@
+"""Convergence against the real engine: what a run does to the host, and what it
+must never do."""
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+from conftest import IMAGE, IMAGE_2, KEEP_RUNNING, TEST_LABEL, build_image, docker
+
+
+def wait_until(predicate, timeout=20, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {predicate.__doc__ or predicate}")
+
+
+def changing_commands(stderr):
+    """The state-changing docker command lines dockerup logged."""
+    return [line.split("$ ", 1)[1] for line in stderr.splitlines() if " INFO $ docker" in line]
+
+
+def unique_image(name):
+    """An image no other test uses, so cleanup tests cannot disturb each other."""
+    tag = f"dockerup-test/{name}-{uuid.uuid4().hex[:8]}:1"
+    return tag, build_image(tag, tag)
+
+
+def leftovers():
+    """Names of containers an update left behind under a temporary name."""
+    names = docker("ps", "-a", "--format", "{{.Names}}").split()
+    return [n for n in names if ".dockerup-new-" in n or ".dockerup-old-" in n]
+
+
+# --- create, keep, replace, remove -----------------------------------------------
+
+
+def test_first_run_creates_and_second_run_changes_nothing(host):
+    host.spec("web.json", name="web", env={"A": "1"})
+    host.spec("worker.json", command=["sh", "-c", KEEP_RUNNING])
+    first = host.converge()
+    assert [c.split(" run ")[0] for c in changing_commands(first.stderr)] == ["docker -H unix:///var/run/docker.sock"] * 2
+    before = host.running_ids()
+    assert set(before) >= {"web"} and len(before) == 2
+
+    second = host.converge()
+    assert changing_commands(second.stderr) == []
+    assert host.running_ids() == before
+
+
+def test_reformatted_json_is_a_no_op(host):
+    path = host.spec("web.json", name="web", env={"A": "1", "B": "2"},
+                     portMappings=[{"containerPort": 8080}], restart="always")
+    host.converge()
+    before = host.running_ids()
+    # Same spec: keys reordered, other whitespace, a port given as a string.
+    path.write_text('{"restart":"always","portMappings":[{"containerPort":"8080"}],\n\n'
+                    f'  "env": {{"B": "2", "A": "1"}}, "image": "{IMAGE}", "name": "web"}}')
+    result = host.converge()
+    assert changing_commands(result.stderr) == []
+    assert host.running_ids() == before
+
+
+def test_changed_env_replaces_the_container_and_says_why(host):
+    path = host.spec("web.json", name="web", env={"A": "1"})
+    host.converge()
+    old = host.inspect("web")["Id"]
+    path.write_text(json.dumps({"name": "web", "image": IMAGE, "env": {"A": "2"}}))
+    result = host.converge()
+    new = host.inspect("web")
+    assert new["Id"] != old
+    assert "A=2" in new["Config"]["Env"]
+    assert "spec changed: env" in result.stderr
+    assert leftovers() == []
+
+
+def test_changing_only_update_settings_does_not_recreate(host):
+    path = host.spec("web.json", name="web")
+    host.converge()
+    before = host.running_ids()
+    path.write_text(json.dumps({"name": "web", "image": IMAGE, "update": {"eager": True, "pull": False}}))
+    host.converge()
+    assert host.running_ids() == before
+
+
+def test_deleted_spec_file_removes_its_container(host):
+    host.spec("web.json", name="web")
+    path = host.spec("gone.json", name="gone")
+    host.converge()
+    path.unlink()
+    result = host.converge()
+    assert set(host.managed()) == {"web"}
+    assert "gone is no longer declared" in result.stderr
+
+
+def test_stopped_container_is_started_again(host):
+    host.spec("web.json", name="web")
+    host.converge()
+    before = host.inspect("web")["Id"]
+    docker("stop", "web")
+    result = host.converge()
+    after = host.inspect("web")
+    assert after["Id"] == before and after["State"]["Running"]
+    assert any(c.endswith("start web  # container is exited (web)") for c in changing_commands(result.stderr))
+
+
+def test_unnamed_spec_keeps_its_identity(host):
+    host.spec("worker.json", command=["sh", "-c", KEEP_RUNNING])
+    host.spec("worker2.json", command=["sh", "-c", KEEP_RUNNING], env={"N": "2"})
+    host.converge()
+    labels = sorted(c["Config"]["Labels"]["dockerup.id"] for c in host.managed().values())
+    assert labels == ["image:dockerup-test/app", "image:dockerup-test/app#2"]
+    before = host.running_ids()
+    host.converge()
+    assert host.running_ids() == before
+
+
+def test_deleting_the_cache_forgets_nothing(host):
+    host.spec("web.json", name="web")
+    host.spec("worker.json", command=["sh", "-c", KEEP_RUNNING])
+    host.converge()
+    before = host.running_ids()
+    subprocess.run(["rm", "-rf", str(host.cache)], check=True)
+    result = host.converge()
+    assert changing_commands(result.stderr) == []
+    assert host.running_ids() == before
+
+
+# --- containers dockerup did not make ---------------------------------------------
+
+
+def test_unmanaged_containers_are_left_alone(host):
+    docker("run", "-d", "--name", "bystander", "--label", f"{TEST_LABEL}=1", IMAGE)
+    host.spec("web.json", name="web")
+    host.converge()
+    assert host.inspect("bystander")["State"]["Running"]
+
+
+def test_unmanaged_container_holding_a_declared_name_is_reported(host):
+    docker("run", "-d", "--name", "web", "--label", f"{TEST_LABEL}=1", IMAGE)
+    host.spec("web.json", name="web")
+    host.spec("other.json", name="other")
+    result = host.run()
+    assert result.returncode == 1
+    assert "web.json: name: container web (" in result.stderr
+    assert "was not created by dockerup; remove or rename it, or set exclusive=true" in result.stderr
+    assert "dockerup.id" not in host.inspect("web")["Config"]["Labels"]
+    assert host.inspect("other")["State"]["Running"]  # the rest still converged
+
+
+def test_exclusive_mode_removes_every_undeclared_container(host):
+    docker("run", "-d", "--name", "bystander", "--label", f"{TEST_LABEL}=1", IMAGE)
+    docker("run", "-d", "--name", "web", "--label", f"{TEST_LABEL}=1", IMAGE)
+    host.spec("web.json", name="web")
+    host.configure(exclusive="true")
+    host.converge()
+    names = docker("ps", "-a", "--format", "{{.Names}}").split()
+    assert "bystander" not in names
+    assert "dockerup.id" in host.inspect("web")["Config"]["Labels"]
+
+
+# --- images and pulls -----------------------------------------------------------
+
+
+def publish_without_local_update(registry, source, name, keep_local):
+    """Push `source` as NAME to the registry while this host's tag keeps pointing
+    at `keep_local`: a registry-side update only a pull can discover."""
+    reference = registry.push(source, name)
+    docker("tag", keep_local, reference)
+    return reference
+
+
+def test_image_update_in_the_registry_replaces_the_container(host, registry):
+    name = f"update-{uuid.uuid4().hex[:6]}:latest"
+    reference = registry.push(IMAGE, name)
+    host.spec("web.json", name="web", image=reference)
+    host.configure(pull="true")
+    host.converge()
+    old = host.inspect("web")
+    publish_without_local_update(registry, IMAGE_2, name, keep_local=IMAGE)
+
+    result = host.converge()
+    new = host.inspect("web")
+    assert new["Id"] != old["Id"]
+    assert new["Image"] == docker("image", "inspect", "--format", "{{.Id}}", IMAGE_2).strip()
+    assert "image updated" in result.stderr
+
+
+def test_no_pull_and_update_pull_false_keep_the_old_image(host, registry):
+    name = f"nopull-{uuid.uuid4().hex[:6]}:latest"
+    reference = registry.push(IMAGE, name)
+    host.spec("web.json", name="web", image=reference, update={"pull": False})
+    host.configure(pull="true")
+    host.converge()
+    old = host.inspect("web")["Id"]
+    publish_without_local_update(registry, IMAGE_2, name, keep_local=IMAGE)
+
+    host.converge()  # update.pull false
+    host.spec("web.json", name="web", image=reference)
+    host.converge("--no-pull")
+    assert host.inspect("web")["Id"] == old
+
+
+def test_spec_that_may_not_pull_follows_a_tag_another_spec_pulled(host, registry):
+    name = f"shared-{uuid.uuid4().hex[:6]}:latest"
+    reference = registry.push(IMAGE, name)
+    host.spec("puller.json", name="puller", image=reference)
+    host.spec("holder.json", name="holder", image=reference, update={"pull": False})
+    host.configure(pull="true")
+    host.converge()
+    publish_without_local_update(registry, IMAGE_2, name, keep_local=IMAGE)
+    host.converge()
+    new_id = docker("image", "inspect", "--format", "{{.Id}}", IMAGE_2).strip()
+    assert host.inspect("puller")["Image"] == new_id
+    assert host.inspect("holder")["Image"] == new_id  # the tag is the truth
+
+
+def test_missing_image_that_cannot_be_pulled_fails_only_its_spec(host):
+    host.spec("broken.json", name="broken", image="localhost:1/nothing-here:1")
+    host.spec("web.json", name="web")
+    result = host.run()
+    assert result.returncode == 1
+    assert "broken.json: image: localhost:1/nothing-here:1 is not available locally and pulling it failed" in result.stderr
+    assert "cannot start broken" in result.stderr
+    assert host.inspect("web")["State"]["Running"]
+
+
+def test_failed_pull_of_a_present_image_keeps_the_container(host):
+    reference = "localhost:1/offline:1"  # no registry listens on port 1
+    docker("tag", IMAGE, reference)
+    host.spec("web.json", name="web", image=reference)
+    host.configure(pull="true")
+    host.converge()
+    before = host.running_ids()
+    result = host.converge()
+    assert "pull of localhost:1/offline:1 failed; keeping the local image" in result.stderr
+    assert host.running_ids() == before
+    docker("rmi", reference)
+
+
+def test_cleanup_removes_the_image_a_replaced_container_used(host):
+    old_tag, old_id = unique_image("cleanup-old")
+    new_tag, new_id = unique_image("cleanup-new")
+    path = host.spec("web.json", name="web", image=old_tag)
+    host.converge()
+    path.write_text(json.dumps({"name": "web", "image": new_tag}))
+    result = host.converge()
+    assert "rmi " + old_tag in result.stderr
+    assert subprocess.run(["docker", "image", "inspect", old_id], capture_output=True).returncode != 0
+    assert docker("image", "inspect", "--format", "{{.Id}}", new_tag).strip() == new_id
+    docker("rmi", new_tag, check=False)
+
+
+def test_cleanup_never_removes_an_image_a_spec_names(host):
+    tag, image_id = unique_image("declared")
+    host.spec("web.json", name="web", image=tag)
+    host.converge()
+    docker("rm", "--force", "web")  # nothing runs it now, but a spec still names it
+    host.converge()
+    assert docker("image", "inspect", "--format", "{{.Id}}", tag).strip() == image_id
+    host.spec("web.json", name="web", image=IMAGE)
+    host.converge()
+    docker("rmi", tag, check=False)
+
+
+# --- eager updates and dependencies ------------------------------------------------
+
+
+def running_count(identity):
+    return len(docker("ps", "-q", "--filter", f"label=dockerup.id={identity}", "--filter", "status=running").split())
+
+
+def test_eager_update_never_leaves_the_spec_without_a_running_container(host):
+    path = host.spec("web.json", name="web", env={"V": "1"}, update={"eager": True})
+    host.converge()
+    seen, done = [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            seen.append(running_count("web"))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        path.write_text(json.dumps({"name": "web", "image": IMAGE, "env": {"V": "2"}, "update": {"eager": True}}))
+        result = host.converge()
+    finally:
+        done.set()
+        watcher.join()
+    assert len(seen) > 10 and min(seen) >= 1, seen
+    assert "rename web.dockerup-new-" in result.stderr
+    assert "V=2" in host.inspect("web")["Config"]["Env"]
+    assert leftovers() == []
+
+
+def test_failed_eager_update_keeps_the_old_container(host):
+    path = host.spec("web.json", name="web", update={"eager": True})
+    host.converge()
+    old = host.inspect("web")["Id"]
+    path.write_text(json.dumps({"name": "web", "image": IMAGE, "command": ["sh", "-c", "echo bad config; exit 3"],
+                                "update": {"eager": True}}))
+    result = host.run()
+    assert result.returncode == 1
+    assert "replacement of web exited with exit code 3; its last output: 'bad config'" in result.stderr
+    assert f"web ({old[:12]}) keeps running" in result.stderr
+    assert host.inspect("web")["Id"] == old and host.inspect("web")["State"]["Running"]
+    assert leftovers() == []
+
+
+def test_unhealthy_eager_replacement_keeps_the_old_container(host):
+    healthy = {"command": ["CMD-SHELL", "test -e /tmp/ok || touch /tmp/ok"], "interval": 0.2, "retries": 1}
+    path = host.spec("web.json", name="web", update={"eager": True}, healthCheck=healthy)
+    host.converge()
+    old = host.inspect("web")["Id"]
+    sick = {"command": ["CMD-SHELL", "echo never healthy; exit 1"], "interval": 0.2, "retries": 2}
+    path.write_text(json.dumps({"name": "web", "image": IMAGE, "update": {"eager": True}, "healthCheck": sick}))
+    result = host.run()
+    assert result.returncode == 1
+    assert "replacement of web is unhealthy: never healthy" in result.stderr
+    assert host.inspect("web")["Id"] == old
+    assert leftovers() == []
+
+
+def test_eager_update_with_a_fixed_host_port_falls_back_to_stop_first(host):
+    port = 18000 + os.getpid() % 1000
+    path = host.spec("web.json", name="web", portMappings=[{"containerPort": 80, "hostPort": port}],
+                     update={"eager": True})
+    host.converge()
+    path.write_text(json.dumps({"name": "web", "image": IMAGE, "env": {"V": "2"}, "update": {"eager": True},
+                                "portMappings": [{"containerPort": 80, "hostPort": port}]}))
+    result = host.converge()
+    assert f"replacing without update.eager: host port {port}/tcp cannot be bound by two containers at once" in result.stderr
+    assert host.inspect("web")["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"] == str(port)
+
+
+def test_failed_replacement_puts_the_old_container_back(host):
+    port = 19000 + os.getpid() % 1000
+    path = host.spec("web.json", name="web")
+    host.converge()
+    old = host.inspect("web")["Id"]
+    docker("run", "-d", "--name", "squatter", "--label", f"{TEST_LABEL}=1", "-p", f"{port}:80", IMAGE)
+    path.write_text(json.dumps({"name": "web", "image": IMAGE, "portMappings": [{"containerPort": 80, "hostPort": port}]}))
+    result = host.run()
+    assert result.returncode == 1
+    assert "replacement of web failed:" in result.stderr and "put back web (" in result.stderr
+    restored = host.inspect("web")
+    assert restored["Id"] == old and restored["State"]["Running"]
+    assert leftovers() == []
+    assert len(docker("ps", "-aq", "--filter", "label=dockerup.id=web").split()) == 1
+
+
+def test_dependents_are_recreated_after_their_dependency(host):
+    data = host.spec("data.json", name="data", volumes=[{"containerPath": "/shared"}])
+    host.spec("app.json", name="app", volumes=[{"from": "data"}], links=["data:db"])
+    host.spec("sidecar.json", name="sidecar", network="container:app")
+    host.converge()
+    before = host.running_ids()
+    data.write_text(json.dumps({"name": "data", "image": IMAGE, "env": {"V": "2"},
+                                "volumes": [{"containerPath": "/shared"}]}))
+    result = host.converge()
+    after = host.running_ids()
+    assert all(after[name] != before[name] for name in ("data", "app", "sidecar")), (before, after)
+    commands = [c for c in changing_commands(result.stderr) if " run " in c]
+    order = [next(n for n in ("data", "app", "sidecar") if f"--name {n} " in c) for c in commands]
+    assert order == ["data", "app", "sidecar"]
+    assert "data is being recreated, and this container refers to it" in result.stderr
+    assert host.inspect("app")["HostConfig"]["VolumesFrom"] == ["data"]
+    assert host.inspect("sidecar")["HostConfig"]["NetworkMode"] == f"container:{after['app']}"
+
+
+def test_interrupted_update_leftovers_are_finished(host):
+    host.spec("web.json", name="web")
+    host.converge()
+    current = host.inspect("web")
+    # What a crash between "run the replacement" and "rename it" leaves behind:
+    # the old container renamed aside, the new one under its temporary name.
+    labels = current["Config"]["Labels"]
+    docker("rename", "web", f"web.dockerup-old-{current['Id'][:12]}")
+    args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
+    docker("run", "-d", "--name", f"web.dockerup-new-{labels['dockerup.hash'][:8]}", *args, IMAGE)
+    host.converge()
+    assert set(host.managed()) == {"web"}
+    assert leftovers() == []
+
+
+# --- modes, locking and output -----------------------------------------------------
+
+
+def test_a_held_lock_makes_a_second_run_exit_at_once(host):
+    host.spec("web.json", name="web")
+    host.cache.mkdir(mode=0o700)
+    fd = os.open(host.cache, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        started = time.monotonic()
+        result = host.run()
+        assert time.monotonic() - started < 5
+    finally:
+        os.close(fd)
+    assert result.returncode == 3
+    assert f"another dockerup run is converging this host (it holds the lock on {host.cache})" in result.stderr
+    assert host.managed() == {}
+
+
+def test_server_picks_up_a_new_spec_and_exits_on_sigterm(host):
+    host.spec("web.json", name="web")
+    server = subprocess.Popen(host.command("--server"), stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: "web" in host.running_ids(), timeout=30)
+        host.spec("late.json", name="late")
+        wait_until(lambda: "late" in host.running_ids(), timeout=30)
+        server.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert server.wait(timeout=15) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        server.kill()
+        server.wait()
+    assert "stopping on signal" in server.stderr.read()
+
+
+def test_server_survives_an_unreachable_daemon(host):
+    host.spec("web.json", name="web")
+    server = subprocess.Popen(host.command("--server", "--remote", "unix:///nonexistent/docker.sock"),
+                              stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    assert server.poll() is None, "the server exited on a failed sync"
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=10) == 0
+    assert server.stderr.read().count("Cannot connect to the Docker daemon") >= 2
+
+
+def test_dry_run_prints_commands_and_changes_nothing(host):
+    host.spec("web.json", name="web", env={"TOKEN": "s3cret"})
+    result = host.run("--dry-run")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("docker -H unix:///var/run/docker.sock run --detach --name web --label dockerup.id=web ")
+    assert "--env 'TOKEN=***'" in lines[0] and lines[0].endswith(f"{IMAGE}  # absent (web)")
+    assert "s3cret" not in result.stdout + result.stderr
+    assert host.managed() == {}
+    shown = host.run("--dry-run", "--show-secrets")
+    assert "--env TOKEN=s3cret" in shown.stdout
+
+
+def test_dry_run_lines_run_as_printed(host):
+    host.spec("web.json", name="web", command="sh -c 'echo \"a b\"; sleep 1000'", env={"X": "1"})
+    printed = host.run("--dry-run", "--show-secrets").stdout
+    subprocess.run(["bash", "-c", printed], check=True, capture_output=True)
+    # What the printed line made is exactly what dockerup would make: nothing to do.
+    assert changing_commands(host.converge().stderr) == []
+
+
+def test_secrets_never_reach_the_log(host):
+    host.spec("web.json", name="web", env={"PASSWORD": "hunter2"})
+    result = host.converge("-v")
+    assert "hunter2" not in result.stderr
+    assert "--env 'PASSWORD=***'" in result.stderr
+
+
+def test_relative_original_default_remote_works_from_any_directory(host, tmp_path):
+    host.spec("web.json", name="web")
+    host.configure(remote="unix://var/run/docker.sock")
+    result = subprocess.run(host.command(), capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "docker -H unix:///var/run/docker.sock run" in result.stderr
+
+
+def test_unreachable_daemon_exits_2_with_one_line(host):
+    host.spec("web.json", name="web")
+    result = host.run("--remote", "unix:///nonexistent/docker.sock")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "Cannot connect to the Docker daemon" in errors[0]
+    assert "Traceback" not in result.stderr
