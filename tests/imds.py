@@ -27,7 +27,6 @@ import http.server
 import json
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 
 MODES = ("v2", "v1", "404", "slow", "500", "malformed", "invalid", "gzip", "trickle")
