@@ -48,6 +48,7 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -96,14 +97,14 @@ def parse_bool(text):
 
 def parse_seconds(text):
     value = float(text)
-    if not value > 0:
+    if not (math.isfinite(value) and value > 0):
         raise ValueError("expected a number of seconds above 0")
     return value
 
 
 def parse_settle(text):
     value = float(text)
-    if value < 0:
+    if not (math.isfinite(value) and value >= 0):
         raise ValueError("expected a number of seconds, 0 or more")
     return value
 
@@ -161,7 +162,7 @@ def default_config(**overrides):
 def read_config_file(path):
     """Parse key=value lines; ';' and '#' start comment lines."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read configuration: {describe_os_error(e)}")
     values = {}
@@ -417,6 +418,14 @@ def find_schema_dir():
 
 
 _validators = {}
+_schema_texts = {}
+
+
+def schema_texts():
+    if not _schema_texts:
+        directory = find_schema_dir()
+        _schema_texts.update({k: (directory / f).read_text(encoding="utf-8") for k, f in SCHEMA_FILES.items()})
+    return _schema_texts
 
 
 def schema_validator(kind):
@@ -424,8 +433,7 @@ def schema_validator(kind):
         import jsonschema
         from referencing import Registry, Resource
 
-        directory = find_schema_dir()
-        schemas = {k: json.loads((directory / f).read_text(encoding="utf-8")) for k, f in SCHEMA_FILES.items()}
+        schemas = {k: json.loads(text) for k, text in schema_texts().items()}
         registry = Registry().with_resources(
             (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
         )
@@ -451,7 +459,7 @@ def parse_json_document(data, where):
     if len(data) > SPEC_FILE_LIMIT:
         return Problem(where, f"{len(data)} bytes is too large; the limit is {SPEC_FILE_LIMIT} bytes")
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
         return Problem(where, describe_os_error(e))
     if not text.strip():
@@ -501,17 +509,53 @@ PATTERN_HINTS = {
     "signal": "must be a signal name such as \"HUP\" or \"SIGUSR1\"",
     "links": "must be \"name\" or \"name:alias\"",
     "user": "must be \"user\", \"uid\" or \"uid:gid\"",
+    "hostname": "must be a host name: letters, digits, '.' and '-', starting and ending with a letter or digit",
+    "dnsSearchDomains": "must be a domain name: letters, digits, '.' and '-'",
+    "logDriver": "must be a log driver name such as \"json-file\" or \"syslog\"",
+    "links.*": "must be an alias: a letter or digit, then letters, digits, '_', '.' or '-'",
 }
 
 TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
               "object": "an object", "array": "an array", "null": "null"}
 
 
+def schema_field(error):
+    """The schema property an error is about: "memory", or "links.*" for a value
+    of the links object. Taken from the schema, not the document, whose keys
+    (env names, link names) are the user's own."""
+    parts, name = list(error.absolute_schema_path), ""
+    for keyword, following in zip(parts, parts[1:]):
+        if keyword == "properties":
+            name = following
+        elif keyword == "additionalProperties" and name:
+            name += ".*"
+    return name
+
+
+def key_message(error):
+    """Why a key of env, dockerLabels, links or log options is refused."""
+    key = error.instance
+    if key == "":
+        return "an empty key is not allowed"
+    if error.validator == "not":
+        return f"key {short_json(key)} is reserved: keys starting with \"dockerup.\" are dockerup's own"
+    if error.validator == "pattern" and error.validator_value == "^[^=]+$":
+        return f"key {short_json(key)} must not contain '='"
+    if schema_field(error) == "links":
+        return f"key {short_json(key)} {PATTERN_HINTS['from']}"
+    return f"key {short_json(key)} is not allowed"
+
+
+def describe_value(value):
+    return "null" if value is None else f"{json_type_name(value)} {short_json(value)}"
+
+
 def schema_error_lines(error, path_prefix=""):
     """A jsonschema error as (path, message) pairs a person can act on."""
     path = join_path(path_prefix, *error.absolute_path)
     kind, instance, expected = error.validator, error.instance, error.validator_value
-    field_name = next((p for p in reversed(list(error.absolute_path)) if isinstance(p, str)), "")
+    if "propertyNames" in error.absolute_schema_path:
+        return [(path, key_message(error))]
     if kind == "additionalProperties":
         known = list(error.schema.get("properties", {}))
         extras = [key for key in instance if key not in known]
@@ -521,29 +565,25 @@ def schema_error_lines(error, path_prefix=""):
         return [(path, f"missing required field {key!r}") for key in missing]
     if kind == "type":
         words = [TYPE_WORDS[t] for t in ([expected] if isinstance(expected, str) else expected)]
-        return [(path, f"expected {' or '.join(words)}, got {json_type_name(instance)} {short_json(instance)}")]
+        return [(path, f"expected {' or '.join(words)}, got {describe_value(instance)}")]
     if kind == "const":
         return [(path, f"{short_json(instance)} is not supported; the only value is {short_json(expected)}")]
     if kind == "enum":
         return [(path, f"{short_json(instance)} is not one of {', '.join(json.dumps(v) for v in expected)}")]
     if kind == "pattern":
-        if error.parent is not None and error.parent.validator == "propertyNames":
-            return [(path, f"key {short_json(instance)} is not allowed")]
-        hint = PATTERN_HINTS.get(field_name, f"does not match {expected}")
+        hint = PATTERN_HINTS.get(schema_field(error), f"does not match {expected}")
         return [(path, f"{short_json(instance)} {hint}")]
-    if kind == "propertyNames":
-        return [(path, f"key {short_json(instance)} is not allowed")]
-    if kind == "not" and error.parent is None and "dockerup" in json.dumps(expected):
-        return [(path, f"key {short_json(instance)} is reserved: keys starting with \"dockerup.\" are dockerup's own")]
+    if kind in ("minLength", "minItems", "minProperties") and expected == 1:
+        return [(path, "must not be empty")]
     if kind in ("anyOf", "oneOf"):
-        return branch_error_lines(error, path_prefix, field_name)
+        return branch_error_lines(error, path_prefix)
     if kind == "dependentRequired":
         missing = [(key, needs) for key, needs in expected.items() if key in instance for n in needs if n not in instance]
         return [(path, f"{key!r} needs {', '.join(repr(n) for n in needs)} too") for key, needs in missing]
     return [(path, error.message)]
 
 
-def branch_error_lines(error, path_prefix, field_name):
+def branch_error_lines(error, path_prefix):
     """For anyOf/oneOf, report the branch whose type matched the value, if any."""
     by_branch = {}
     for sub in error.context:
@@ -551,21 +591,45 @@ def branch_error_lines(error, path_prefix, field_name):
     matching = [subs for subs in by_branch.values()
                 if not any(s.validator == "type" and not s.relative_path for s in subs)]
     if matching:
-        lines = []
-        for sub in matching[0]:
-            if sub.validator == "propertyNames" or (sub.validator == "pattern" and sub.parent is not None
-                                                    and sub.parent.validator == "propertyNames"):
-                lines += [(join_path(path_prefix, *error.absolute_path), f"key {short_json(sub.instance)} is not allowed")]
-            else:
-                lines += schema_error_lines(sub, path_prefix)
-        return lines
+        return [line for sub in matching[0] for line in schema_error_lines(sub, path_prefix)]
     words = []
     for subs in by_branch.values():
         for s in subs:
             if s.validator == "type" and not s.relative_path:
                 words.append(TYPE_WORDS.get(s.validator_value, str(s.validator_value)))
     path = join_path(path_prefix, *error.absolute_path)
-    return [(path, f"expected {' or '.join(dict.fromkeys(words))}, got {json_type_name(error.instance)} {short_json(error.instance)}")]
+    return [(path, f"expected {' or '.join(dict.fromkeys(words))}, got {describe_value(error.instance)}")]
+
+
+class SchemaMemo:
+    """Digests of documents that passed the schema, kept in the cache directory, so
+    that a run where no spec changed needs neither jsonschema nor its import time.
+    The digest covers the schema too: a new schema validates everything again."""
+
+    FILE = "validated.json"
+
+    def __init__(self, cache_dir=None):
+        self.cache_dir = cache_dir
+        data = read_cache_bytes(cache_dir, self.FILE) if cache_dir else None
+        try:
+            self.known = set(json.loads(data)) if data else set()
+        except ValueError:
+            self.known = set()
+        self.passed = set()
+
+    def problems(self, kind, document, where, path_prefix=""):
+        digest = short_hash([schema_texts()[kind], document], 32)
+        if digest in self.known:
+            self.passed.add(digest)
+            return []
+        problems = schema_problems(schema_validator(kind), document, where, path_prefix)
+        if not problems:
+            self.passed.add(digest)
+        return problems
+
+    def save(self):
+        if self.cache_dir and self.passed != self.known:
+            write_cache_bytes(self.cache_dir, self.FILE, json.dumps(sorted(self.passed)).encode())
 
 
 def schema_problems(validator, document, where, path_prefix=""):
@@ -667,16 +731,16 @@ def check_spec(spec):
         for key in conflicts:
             if doc.get(key):
                 bad(key, f"cannot be used with network {network!r} (docker refuses or ignores it)")
-    if own:
-        if network == f"container:{own}":
-            bad("network", "a container cannot share its own network")
-        if own in link_targets(doc.get("links")):
-            bad("links", "a container cannot link to itself")
-        if any(v.get("from") == own for v in doc.get("volumes", [])):
-            bad("volumes", "a container cannot take volumes from itself")
+    for path in reference_paths(doc, own) if own else ():
+        bad(path, SELF_REFERENCE[re.match(r"[a-z]+", path)[0]])
     if doc.get("update", {}).get("rolling"):
         log.warning("%s: update.rolling is not implemented and has no effect", Problem(spec.where, "", spec.path))
     return problems
+
+
+SELF_REFERENCE = {"network": "a container cannot share its own network",
+                  "links": "a container cannot link to itself",
+                  "volumes": "a container cannot take volumes from itself"}
 
 
 def is_ip_address(text, ipaddress):
@@ -733,15 +797,14 @@ def open_regular_file(path, flags):
     return fd
 
 
-def validate_confdir_docs(docs):
+def validate_confdir_docs(docs, memo=None):
     """(where, document) pairs from confdir to Specs and Problems."""
-    validator = schema_validator("container")
     specs, problems = [], []
     for where, document in docs:
         if not isinstance(document, dict):
             problems.append(Problem(where, f"expected a JSON object describing one container, got {json_type_name(document)}"))
             continue
-        found = schema_problems(validator, document, where)
+        found = (memo or SchemaMemo()).problems("container", document, where)
         spec = Spec(document, where, SOURCE_CONFDIR)
         found = found or check_spec(spec)
         problems += found
@@ -750,12 +813,12 @@ def validate_confdir_docs(docs):
     return specs, problems
 
 
-def validate_user_data(document, where="user-data"):
+def validate_user_data(document, where="user-data", memo=None):
     """A parsed user-data document to Specs and Problems. Any problem makes the
     whole document unusable: a partly valid user-data is not what was deployed."""
     if not isinstance(document, dict):
         return [], [Problem(where, f"expected a JSON object {{\"containers\": [...]}}, got {json_type_name(document)}")]
-    problems = schema_problems(schema_validator("user-data"), document, where)
+    problems = (memo or SchemaMemo()).problems("user-data", document, where)
     if problems:
         return [], problems
     specs = [Spec(doc, where, SOURCE_USER_DATA, f"containers[{i}]") for i, doc in enumerate(document["containers"])]
@@ -800,7 +863,7 @@ def check_declarations(specs, declared_names):
     for spec in specs:
         for target in spec.dependencies:
             if target not in declared_names and target != spec.name:
-                problems.append(spec.problem(dependency_field(spec.doc, target),
+                problems.append(spec.problem(reference_paths(spec.doc, target)[0],
                                              f"{target!r} names no declared container"))
                 dropped.add(id(spec))
     valid = [s for s in specs if id(s) not in dropped]
@@ -815,12 +878,16 @@ def location(spec):
     return f"{spec.where}: {spec.path}" if spec.path else spec.where
 
 
-def dependency_field(doc, target):
-    if doc.get("network") == f"container:{target}":
-        return "network"
-    if target in link_targets(doc.get("links")):
-        return "links"
-    return "volumes"
+def reference_paths(doc, target):
+    """The JSON paths in `doc` that name container `target`."""
+    paths = ["network"] if doc.get("network") == f"container:{target}" else []
+    links = doc.get("links") or ()
+    if isinstance(links, dict):
+        paths += [join_path("links", name) for name in links if name == target]
+    else:
+        paths += [f"links[{i}]" for i, link in enumerate(links) if link.split(":", 1)[0] == target]
+    paths += [f"volumes[{i}].from" for i, v in enumerate(doc.get("volumes", [])) if v.get("from") == target]
+    return paths
 
 
 def dependency_order(specs):
@@ -940,13 +1007,13 @@ def decompress_user_data(data, where):
     return text
 
 
-def parse_user_data(data, where="user-data"):
+def parse_user_data(data, where="user-data", memo=None):
     """Bytes of a user-data document to (specs, problems, container documents)."""
     data = decompress_user_data(data, where)
     document = data if isinstance(data, Problem) else parse_json_document(data, where)
     if isinstance(document, Problem):
         return [], [document], []
-    specs, problems = validate_user_data(document, where)
+    specs, problems = validate_user_data(document, where, memo)
     containers = document.get("containers") if isinstance(document, dict) else None
     return specs, problems, containers if isinstance(containers, list) else []
 
@@ -959,32 +1026,32 @@ class UserData:
     complete: bool  # False when the current user-data could not be read or used
 
 
-def read_user_data(cache_dir, endpoint):
+def read_user_data(cache_dir, endpoint, memo=None):
     """The current user-data, or on any failure but a 404 the last good one."""
     try:
         data = fetch_user_data(endpoint)
     except UserDataUnavailable as e:
-        return last_good_user_data(cache_dir, [Problem("user-data", str(e))])
+        return last_good_user_data(cache_dir, [Problem("user-data", str(e))], memo)
     if data is None:
         log.info("the instance has no user-data (HTTP 404): no containers from it")
         remove_cache_file(cache_dir, USER_DATA_CACHE)
         return UserData([], [], [], True)
-    specs, problems, documents = parse_user_data(data)
+    specs, problems, documents = parse_user_data(data, "user-data", memo)
     if problems:
-        return last_good_user_data(cache_dir, problems)
+        return last_good_user_data(cache_dir, problems, memo)
     text = decompress_user_data(data, "user-data")
     if read_cache_bytes(cache_dir, USER_DATA_CACHE) != text:
         write_cache_bytes(cache_dir, USER_DATA_CACHE, text)
     return UserData(specs, [], documents, True)
 
 
-def last_good_user_data(cache_dir, problems):
+def last_good_user_data(cache_dir, problems, memo=None):
     data = read_cache_bytes(cache_dir, USER_DATA_CACHE)
     if data is None:
         problems.append(Problem("user-data", "no earlier good user-data is cached: containers from user-data "
                                              "are left as they are"))
         return UserData([], problems, [], False)
-    specs, cached_problems, documents = parse_user_data(data)
+    specs, cached_problems, documents = parse_user_data(data, "user-data", memo)
     if cached_problems:
         problems.append(Problem("user-data", "the cached earlier user-data is no longer valid; containers from "
                                              "user-data are left as they are"))
@@ -1007,11 +1074,11 @@ def declared_names_of(documents):
     return {d["name"] for d in documents if isinstance(d, dict) and isinstance(d.get("name"), str)}
 
 
-def load_declared(config, user_data=None):
+def load_declared(config, user_data=None, memo=None):
     """Read and check every source; `user_data` is a UserData, or None when aws is off."""
     incomplete = set()
     docs, problems = load_confdir(config.confdir)
-    specs, invalid = validate_confdir_docs(docs)
+    specs, invalid = validate_confdir_docs(docs, memo)
     problems += invalid
     if problems:
         incomplete.add(SOURCE_CONFDIR)
@@ -1222,6 +1289,10 @@ UNREACHABLE_MARKERS = ("Cannot connect to the Docker daemon", "Is the docker dae
                        "error during connect", "dial unix", "connection refused")
 
 
+# sh reads output line by line by default: slow for a large `docker inspect`.
+OUTPUT_CHUNK = 64 * 1024
+
+
 @dataclass(frozen=True)
 class CommandResult:
     stdout: str
@@ -1271,15 +1342,22 @@ class Docker:
         timeout = timeout or self.timeout
         self.calls += 1
         try:
+            # sh's own _timeout polls, adding ~80 ms to every call: a timer kills instead.
             process = sh.Command(self.executable)(
-                *argv[1:], _return_cmd=True, _tty_out=False, _ok_code=range(256),
-                _timeout=timeout, _decode_errors="replace", _in="")
-        except sh.TimeoutException:
-            raise DockerTimeout(command, f"no answer within {timeout:g} seconds (the timeout setting); gave up")
-        except sh.SignalException as e:
-            raise DockerError(command, f"docker was killed by signal {-e.exit_code}")
+                *argv[1:], _bg=True, _bg_exc=False, _return_cmd=True, _tty_out=False, _ok_code=range(256),
+                _in="", _out_bufsize=OUTPUT_CHUNK, _err_bufsize=OUTPUT_CHUNK)
         except OSError as e:
             raise DockerupError(f"cannot run {self.executable}: {describe_os_error(e)}")
+        timer = threading.Timer(timeout, kill_quietly, (process,))
+        timer.start()
+        try:
+            process.wait()
+        except sh.SignalException as e:
+            if not timer.is_alive():
+                raise DockerTimeout(command, f"no answer within {timeout:g} seconds (the timeout setting); gave up")
+            raise DockerError(command, f"docker was killed by signal {-e.exit_code}")
+        finally:
+            timer.cancel()
         result = CommandResult(process.stdout.decode("utf-8", "replace"),
                                process.stderr.decode("utf-8", "replace"), process.exit_code)
         if result.exit_code == 0 or (tolerate and tolerate(result)):
@@ -1288,6 +1366,13 @@ class Docker:
         if any(marker in result.stderr for marker in UNREACHABLE_MARKERS):
             raise DaemonUnreachable(command, detail)
         raise DockerError(command, detail)
+
+
+def kill_quietly(process):
+    try:
+        process.kill()
+    except OSError:  # it ended on its own meanwhile
+        pass
 
 
 def first_line(text):
@@ -1965,14 +2050,15 @@ def pull_images(docker, pulls, stop):
 def converge(config, docker, stop):
     """One sync of the host with its declarations. Returns the exit code."""
     started = time.monotonic()
+    memo = SchemaMemo(config.cache)
     user_data = None
     if config.aws:
         endpoint = metadata_endpoint()
         if endpoint is None:
             log.warning("aws=true, but AWS_EC2_METADATA_DISABLED=true: EC2 user-data is not read")
         else:
-            user_data = read_user_data(config.cache, endpoint)
-    declared = load_declared(config, user_data)
+            user_data = read_user_data(config.cache, endpoint, memo)
+    declared = load_declared(config, user_data, memo)
     state = read_state(docker)
     pulls = plan_pulls(declared.specs, state.images, config)
     pull_errors, images_changed = pull_images(docker, pulls, stop)
@@ -1989,6 +2075,7 @@ def converge(config, docker, stop):
     for problem in problems:
         log.error("%s", problem)
     if not config.dry_run:
+        memo.save()
         record_images(config.cache, used_images, state, declared, executor.removed_images)
     changes = sum(1 for a in plan.actions if not isinstance(a, RemoveImage))
     log.info("%s in %.2fs: %d declared, %d unchanged, %d container actions, %d images removed, %d problems",
@@ -2058,14 +2145,15 @@ def validate(config, user_data_file):
                 data = f.read(SPEC_FILE_LIMIT + 1)
         except OSError as e:
             raise DockerupError(f"{user_data_file}: cannot read: {describe_os_error(e)}")
-        specs, problems, documents = parse_user_data(data, user_data_file)
+        specs, problems, documents = parse_user_data(data, user_data_file, SchemaMemo())
         user_data = UserData(specs, problems, documents, not problems)
     declared = load_declared(config, user_data)
     for problem in declared.problems:
         print(problem)
     count = len(declared.specs)
     if declared.problems:
-        log.error("%d problems; %d valid container specs", len(declared.problems), count)
+        log.error("%d problem%s; %d valid container specs", len(declared.problems),
+                  "" if len(declared.problems) == 1 else "s", count)
         return EXIT_PROBLEMS
     log.info("valid: %d container specs", count)
     return EXIT_OK
@@ -2079,13 +2167,39 @@ def setup_logging(verbose):
     log.propagate = False
 
 
+def usage_problem(argv):
+    """The option or argument the usage does not accept, as it was typed:
+    docopt-ng shows it as a Python repr ("Option(None, '--bogus', 0, True)")."""
+    options = re.findall(r"^  (?:(-\w), )?(--[a-z-]+)( [A-Z]+)?", __doc__.split("\nOptions:")[1], re.M)
+    known = {name for short, long, _ in options for name in (short, long) if name}
+    takes_value = {long for _, long, value in options if value}
+    words, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg.startswith("-") and arg != "-":
+            name = arg.split("=", 1)[0]
+            names = [name] if name.startswith("--") else [f"-{c}" for c in name[1:]]  # -vh is -v -h
+            for name in names:
+                if name not in known:
+                    return f"unknown option {name}{did_you_mean(name, known)}"
+            skip = name in takes_value and "=" not in arg
+        else:
+            words.append(arg)
+    extra = words[1:] if words[:1] == ["validate"] else words
+    return f"unexpected argument {extra[0]!r}" if extra else None
+
+
 def main(argv=None):
     from docopt import DocoptExit, docopt
 
+    argv = sys.argv[1:] if argv is None else argv
     try:
         args = docopt(__doc__, argv, version=f"dockerup {__version__}")
     except DocoptExit as e:
-        print(f"{e}\nRun 'dockerup --help' for the options.", file=sys.stderr)
+        usage = DocoptExit.usage.strip()
+        reason = usage_problem(argv) or str(e).removesuffix(usage).strip()
+        print("\n".join(filter(None, (reason, usage, "Run 'dockerup --help' for the options."))), file=sys.stderr)
         return EXIT_FATAL
     setup_logging(args["--verbose"])
     try:
