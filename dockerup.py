@@ -1646,7 +1646,7 @@ def plan_changes(declared, state, *, exclusive=False, used_images=(), own_id=Non
             why = (pull_errors or {}).get(normalize_image_ref(spec.image), "no pull was attempted")
             spec_actions, outcome = plan_unavailable_image(spec, groups.get(spec.identity, []), why, problems)
         else:
-            spec_actions, outcome = plan_spec(spec, groups.get(spec.identity, []), image_id, moved)
+            spec_actions, outcome = plan_spec(spec, groups.get(spec.identity, []), image_id, moved, own_id)
         actions += spec_actions
         leaving.update(a.container.id for a in spec_actions if isinstance(a, RemoveContainer))
         leaving.update(a.old.id for a in spec_actions if isinstance(a, ReplaceContainer))
@@ -1672,7 +1672,7 @@ def plan_unavailable_image(spec, group, why, problems):
     return [], ("keep-stale" if alive else "failed")
 
 
-def plan_spec(spec, group, image_id, moved_dependencies):
+def plan_spec(spec, group, image_id, moved_dependencies, own_id=None):
     """Actions for one spec with an available image. Returns (actions, outcome)
     where outcome is keep, start, create or replace."""
     want = spec_labels(spec)
@@ -1701,8 +1701,10 @@ def plan_spec(spec, group, image_id, moved_dependencies):
     old = min(group, key=lambda c: (not c.alive, not proper(c)))
     actions = [RemoveContainer(c, f"left over from an earlier update of {spec.label}") for c in group if c is not old]
     reason = replace_reason(old, want, image_id, moved_dependencies)
-    eager, not_eager_because = spec.eager and old.alive, ""
-    if eager:
+    # dockerup replacing its own container must start the successor first: once
+    # its own container stops, nothing is left to start one.
+    eager, not_eager_because = (spec.eager or old.id == own_id) and old.alive, ""
+    if eager and old.id != own_id:
         wanted_ports = {(int(m["hostPort"]), m.get("protocol", "tcp")) for m in spec.doc.get("portMappings", [])
                         if "hostPort" in m}
         clash = sorted(wanted_ports & old.host_ports)
