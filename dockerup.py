@@ -1010,6 +1010,9 @@ def decompress_user_data(data, where):
 def parse_user_data(data, where="user-data", memo=None):
     """Bytes of a user-data document to (specs, problems, container documents)."""
     data = decompress_user_data(data, where)
+    if isinstance(data, bytes) and data.lstrip()[:1] == b"#":
+        kind = "a cloud-init config" if data.lstrip().startswith(b"#cloud-config") else "a script"
+        data = Problem(where, f"is {kind}, not a dockerup document {{\"containers\": [...]}}")
     document = data if isinstance(data, Problem) else parse_json_document(data, where)
     if isinstance(document, Problem):
         return [], [document], []

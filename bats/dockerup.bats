@@ -93,9 +93,17 @@ load helper
   no_traceback
 }
 
-@test "validate --user-data with a file that is not JSON says where" {
+@test "validate --user-data with a shell script says what it is" {
   user_data="$BATS_TEST_TMPDIR/user-data.sh"
   printf '#!/bin/sh\necho hello\n' >"$user_data"
+  run --separate-stderr dockerup validate --config "$CONFIG" --user-data "$user_data"
+  [ "$status" -eq 1 ]
+  expect_equal "$output" "$user_data: is a script, not a dockerup document {\"containers\": [...]}"
+}
+
+@test "validate --user-data with a file that is not JSON says where" {
+  user_data="$BATS_TEST_TMPDIR/user-data.txt"
+  printf 'containers: []\n' >"$user_data"
   run --separate-stderr dockerup validate --config "$CONFIG" --user-data "$user_data"
   [ "$status" -eq 1 ]
   expect_equal "$output" "$user_data: line 1, column 1: invalid JSON: Expecting value"
