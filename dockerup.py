@@ -955,7 +955,30 @@ def metadata_endpoint():
 
 def fetch_user_data(endpoint, deadline=IMDS_DEADLINE):
     """The user-data bytes, or None when the instance has none (HTTP 404).
-    IMDSv2 first; IMDSv1 only where the token request is refused with a 4xx."""
+    IMDSv2 first; IMDSv1 only where the token request is refused with a 4xx.
+    The deadline bounds the whole lookup. requests' timeouts bound each socket
+    read only, so a service answering a byte at a time would outlast them: the
+    lookup runs in a worker thread that is abandoned at the deadline."""
+    outcome = {}
+
+    def work():
+        try:
+            outcome["data"] = fetch_user_data_with_retries(endpoint, deadline)
+        except BaseException as e:  # re-raised in the caller's thread
+            outcome["error"] = e
+
+    worker = threading.Thread(target=work, name="imds", daemon=True)
+    worker.start()
+    worker.join(deadline)
+    if worker.is_alive():
+        raise UserDataUnavailable(f"cannot fetch EC2 user-data from {endpoint} within {deadline:g} seconds: "
+                                  "no answer in time")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["data"]
+
+
+def fetch_user_data_with_retries(endpoint, deadline):
     import requests
 
     session = requests.Session()
@@ -989,7 +1012,8 @@ def fetch_user_data(endpoint, deadline=IMDS_DEADLINE):
             problem = "cannot connect"
         except requests.RequestException as e:
             problem = str(e)
-        time.sleep(min(0.2 * (attempt + 1), max(give_up - time.monotonic(), 0)))
+        if attempt + 1 < IMDS_ATTEMPTS:
+            time.sleep(min(0.2 * (attempt + 1), max(give_up - time.monotonic(), 0)))
     raise UserDataUnavailable(f"cannot fetch EC2 user-data from {endpoint} within {deadline:g} seconds: {problem}")
 
 
@@ -1004,6 +1028,8 @@ def decompress_user_data(data, where):
         text = inflater.decompress(data, SPEC_FILE_LIMIT + 1)
     except zlib.error as e:
         return Problem(where, f"looks gzip-compressed but cannot be decompressed: {e}")
+    if not inflater.eof and len(text) <= SPEC_FILE_LIMIT:
+        return Problem(where, "looks gzip-compressed but is truncated: the compressed data ends early")
     return text
 
 
@@ -1029,21 +1055,23 @@ class UserData:
     complete: bool  # False when the current user-data could not be read or used
 
 
-def read_user_data(cache_dir, endpoint, memo=None):
-    """The current user-data, or on any failure but a 404 the last good one."""
+def read_user_data(cache_dir, endpoint, memo=None, remember=True):
+    """The current user-data, or on any failure but a 404 the last good one.
+    `remember` keeps the current one as the last good one (not in a dry run)."""
     try:
         data = fetch_user_data(endpoint)
     except UserDataUnavailable as e:
         return last_good_user_data(cache_dir, [Problem("user-data", str(e))], memo)
     if data is None:
         log.info("the instance has no user-data (HTTP 404): no containers from it")
-        remove_cache_file(cache_dir, USER_DATA_CACHE)
+        if remember:
+            remove_cache_file(cache_dir, USER_DATA_CACHE)
         return UserData([], [], [], True)
     specs, problems, documents = parse_user_data(data, "user-data", memo)
     if problems:
         return last_good_user_data(cache_dir, problems, memo)
     text = decompress_user_data(data, "user-data")
-    if read_cache_bytes(cache_dir, USER_DATA_CACHE) != text:
+    if remember and read_cache_bytes(cache_dir, USER_DATA_CACHE) != text:
         write_cache_bytes(cache_dir, USER_DATA_CACHE, text)
     return UserData(specs, [], documents, True)
 
@@ -1059,7 +1087,7 @@ def last_good_user_data(cache_dir, problems, memo=None):
         problems.append(Problem("user-data", "the cached earlier user-data is no longer valid; containers from "
                                              "user-data are left as they are"))
         return UserData([], problems, [], False)
-    problems.append(Problem("user-data", f"keeping the last good user-data ({len(specs)} containers)"))
+    problems.append(Problem("user-data", f"keeping the last good user-data ({plural(len(specs), 'container')})"))
     return UserData(specs, problems, documents, False)
 
 
@@ -1376,6 +1404,10 @@ def kill_quietly(process):
         process.kill()
     except OSError:  # it ended on its own meanwhile
         pass
+
+
+def plural(count, noun):
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def first_line(text):
@@ -1957,6 +1989,8 @@ class Executor:
         limit = health_wait_limit(check, self.settle, self.docker.timeout) if wants_health else self.settle
         started = time.monotonic()
         while True:
+            if self.stop:
+                raise ActionFailed("was not given the time to prove itself: dockerup is stopping")
             state = json.loads(self.docker.read("inspect", "--type", "container", "--format", "{{json .State}}", ref))
             if state.get("Status") != "running":
                 raise ActionFailed(f"{state.get('Status')} with exit code {state.get('ExitCode')}"
@@ -2061,8 +2095,10 @@ def converge(config, docker, stop):
         endpoint = metadata_endpoint()
         if endpoint is None:
             log.warning("aws=true, but AWS_EC2_METADATA_DISABLED=true: EC2 user-data is not read")
+            # Not looking is not a 404: what user-data declared is left as it is.
+            user_data = UserData([], [], [], False)
         else:
-            user_data = read_user_data(config.cache, endpoint, memo)
+            user_data = read_user_data(config.cache, endpoint, memo, remember=not config.dry_run)
     declared = load_declared(config, user_data, memo)
     state = read_state(docker)
     pulls = plan_pulls(declared.specs, state.images, config)

@@ -97,9 +97,15 @@ class FakeIMDS:
     def __exit__(self, *exc):
         self.stop()
 
-    def set_mode(self, mode):
-        assert mode in MODES, mode
-        self.mode = mode
+    @property
+    def mode(self):
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode):
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
+        self._mode = mode
 
     def record(self, request):
         with self._lock:

@@ -49,7 +49,7 @@ def logged(result, level):
 
 
 def env_of(inspect):
-    return dict(item.split("=", 1) for item in inspect["Config"]["Env"])
+    return dict(item.split("=", 1) for item in inspect["Config"]["Env"] or [])
 
 
 def fetch_failure(endpoint, reason, deadline=5):
@@ -278,43 +278,53 @@ def test_the_cached_document_is_private(host, imds, existing_mode):
 
 GOOD = json.dumps({"containers": [container("api")]}).encode()
 BAD = json.dumps(INVALID_DOCUMENT).encode()
+ZIPPED = gzip.compress(GOOD)
 
 VALIDATE_CASES = [
-    # (file content, exit code, stdout lines; {file} is the document's path)
-    (GOOD, 0, []),
-    (gzip.compress(GOOD), 0, []),
-    (BAD, 1, ["{file}: containers[2].image: expected a string, got a number 42"]),
-    (gzip.compress(BAD), 1, ["{file}: containers[2].image: expected a string, got a number 42"]),
-    (MALFORMED_BODY, 1, ["{file}: line 1, column 32: invalid JSON: Expecting property name enclosed in double quotes"]),
-    (b'{"containers": {}}', 1, ["{file}: containers: expected an array, got an object {}"]),
-    (b"\x1f\x8b\x08\x00garbage", 1, ["{file}: looks gzip-compressed but cannot be decompressed: "
-                                     "Error -3 while decompressing data: invalid block type"]),
+    # (case, file content, exit code, stdout lines; {file} is the document's path)
+    ("good", GOOD, 0, []),
+    ("good gzip", ZIPPED, 0, []),
+    ("bad", BAD, 1, ["{file}: containers[2].image: expected a string, got a number 42"]),
+    ("bad gzip", gzip.compress(BAD), 1, ["{file}: containers[2].image: expected a string, got a number 42"]),
+    ("malformed", MALFORMED_BODY, 1,
+     ["{file}: line 1, column 32: invalid JSON: Expecting property name enclosed in double quotes"]),
+    ("not an array", b'{"containers": {}}', 1, ["{file}: containers: expected an array, got an object {{}}"]),
+    ("corrupt gzip", ZIPPED[:10] + b"\xff" * 20, 1,
+     ["{file}: looks gzip-compressed but cannot be decompressed: Error -3 while decompressing data: invalid block type"]),
+    # Cut short, a gzip stream still inflates to a prefix of the document: the
+    # error must be about the compression, not about the JSON it cut off.
+    ("truncated gzip", ZIPPED[:len(ZIPPED) // 2], 1,
+     ["{file}: looks gzip-compressed but is truncated: the compressed data ends early"]),
 ]
 
 
-def validate(tmp_path, content, *confdir_specs):
+def validate(tmp_path, document, *confdir_specs):
+    """`dockerup validate --user-data DOCUMENT`, with a confdir of its own."""
     confdir = tmp_path / "containers.d"
     confdir.mkdir()
     for spec in confdir_specs:
         (confdir / f"{spec['name']}.json").write_text(json.dumps(spec))
     config = tmp_path / "dockerup.conf"
     config.write_text(f"confdir={confdir}\ncache={tmp_path / 'cache'}\n")
-    document = tmp_path / "user-data"
-    document.write_bytes(content)
     result = subprocess.run([sys.executable, str(DOCKERUP), "--config", str(config), "validate", "--user-data",
                              str(document)], capture_output=True, text=True, timeout=60)
     assert "Traceback" not in result.stderr
-    return result, document, confdir
+    return result, confdir
 
 
-@pytest.mark.parametrize("content, code, lines", VALIDATE_CASES)
+@pytest.mark.parametrize("content, code, lines", [case[1:] for case in VALIDATE_CASES],
+                         ids=[case[0] for case in VALIDATE_CASES])
 def test_validate_user_data_file(tmp_path, content, code, lines):
-    result, document, _ = validate(tmp_path, content)
+    document = tmp_path / "user-data"
+    document.write_bytes(content)
+    result, _ = validate(tmp_path, document)
     assert (result.returncode, result.stdout.splitlines()) == (code, [line.format(file=document) for line in lines])
 
 
 def test_validate_user_data_file_against_confdir(tmp_path):
-    result, document, confdir = validate(tmp_path, GOOD, container("api"))
+    document = tmp_path / "user-data"
+    document.write_bytes(GOOD)
+    result, confdir = validate(tmp_path, document, container("api"))
     assert result.returncode == 1
     assert sorted(result.stdout.splitlines()) == sorted([
         f"{confdir / 'api.json'}: name: 'api' is also declared in {document}: containers[0]",
@@ -324,8 +334,7 @@ def test_validate_user_data_file_against_confdir(tmp_path):
 
 def test_validate_missing_user_data_file(tmp_path):
     missing = tmp_path / "nowhere.json"
-    result = subprocess.run([sys.executable, str(DOCKERUP), "--no-aws", "validate", "--user-data", str(missing),
-                             "--confdir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    result, _ = validate(tmp_path, missing)
     assert result.returncode == 2
     assert logged(result, "ERROR") == [f"{missing}: cannot read: No such file or directory"]
 
@@ -370,7 +379,8 @@ def test_fetch_does_not_fall_back_to_imdsv1_when_the_service_fails(imds):
 ])
 def test_fetch_gives_up_at_the_deadline(imds, mode, reason):
     deadline = 1.5
-    imds.document = DOCUMENT
+    # Short, so that a run of this test that does not give up ends in seconds.
+    imds.document, imds.trickle_interval = {"containers": []}, 0.25
     if mode == "closed":
         imds.stop()
     else:
