@@ -686,6 +686,10 @@ def check_spec(spec):
     for key in ("memory", "memoryReservation"):
         if key in doc and (parse_size(doc[key]) or 0) < DOCKER_MIN_MEMORY:
             bad(key, f"{doc[key]!r} is below docker's minimum of 6m")
+    if not problems and "memory" in doc and "memoryReservation" in doc:
+        if parse_size(doc["memoryReservation"]) > parse_size(doc["memory"]):
+            bad("memoryReservation", f"{doc['memoryReservation']!r} is above memory {doc['memory']!r}; "
+                                     "docker refuses a reservation above the limit")
     for key in ("command", "entrypoint"):
         if isinstance(doc.get(key), str):
             try:
@@ -693,6 +697,10 @@ def check_spec(spec):
                     bad(key, "is blank")
             except ValueError as e:
                 bad(key, f"cannot split {doc[key]!r} into arguments: {e}")
+    check = doc.get("healthCheck", {}).get("command")
+    if isinstance(check, list) and (len(check) > 1) != (check[0] != "NONE"):
+        bad("healthCheck.command", "[\"NONE\"] takes nothing more" if check[0] == "NONE"
+            else f"[{json.dumps(check[0])}] needs the command to run")
     own = doc.get("name")
     for index, volume in enumerate(doc.get("volumes", [])):
         if "from" in volume and ("containerPath" in volume or "hostPath" in volume):
@@ -1149,7 +1157,10 @@ def env_text(value):
 
 
 def duration(seconds):
-    return f"{seconds:g}s"
+    """Go's duration syntax: decimal digits, never an exponent ("1e+06s" is refused)."""
+    from decimal import Decimal
+
+    return f"{Decimal(repr(seconds)).normalize():f}s"
 
 
 def publish_argument(mapping):
@@ -1264,9 +1275,15 @@ def fingerprint(doc):
     """(hash, per-field hashes) of everything that shapes the container, taken from
     its translation so reordered keys or reformatted JSON never change it. The image
     *id* is deliberately left out: an updated image is detected on its own."""
-    parts = [("name", [doc.get("name", "")])] + field_flags(doc)
+    # A field that adds no flag ("privileged": false, "env": {}) changes nothing.
+    parts = [("name", [doc.get("name", "")])] + [(key, flags) for key, flags in field_flags(doc) if flags]
     parts += [("image", [normalize_image_ref(doc["image"])]), ("command", container_arguments(doc))]
-    per_field = ",".join(f"{key}:{short_hash(flags, 8)}" for key, flags in parts if flags not in ([], [""]))
+    named = dict(parts)
+    if "entrypoint" in doc:
+        # Its extra words run after the image, but changing them changes the entrypoint.
+        named["entrypoint"] = ["--entrypoint", *split_argv(doc["entrypoint"])]
+        named["command"] = split_argv(doc.get("command"))
+    per_field = ",".join(f"{key}:{short_hash(flags, 8)}" for key, flags in named.items() if flags not in ([], [""]))
     return short_hash(parts, 16), per_field
 
 

@@ -59,7 +59,7 @@ def remove_test_containers():
     ids = docker("ps", "-aq", "--filter", "label=dockerup.id").split()
     ids += docker("ps", "-aq", "--filter", f"label={TEST_LABEL}").split()
     if ids:
-        docker("rm", "--force", *sorted(set(ids)), check=False)
+        docker("rm", "--force", "--volumes", *sorted(set(ids)), check=False)
 
 
 def ensure_test_images():
