@@ -1495,13 +1495,15 @@ class Images:
         return set(self.refs_by_id) | self.dangling
 
 
-IMAGES_FORMAT = "{{.ID}} {{.Repository}} {{.Tag}} {{.Digest}}"
+# Tab-separated: without --digests the docker CLI prints an empty Digest for an image
+# known only as repo@digest (the state an image is left in when a pull moves its tag).
+IMAGES_FORMAT = "{{.ID}}\t{{.Repository}}\t{{.Tag}}\t{{.Digest}}"
 
 
 def parse_images(text):
     images = Images({}, {}, set())
     for line in text.splitlines():
-        parts = line.split()
+        parts = line.split("\t")
         if len(parts) != 4:
             continue
         image_id, repository, tag, digest = parts
@@ -1512,7 +1514,7 @@ def parse_images(text):
         if tag != "<none>":
             images.by_ref[f"{repository}:{tag}"] = image_id
             images.refs_by_id[image_id].append(f"{repository}:{tag}")
-        if digest != "<none>":
+        if digest not in ("<none>", ""):
             images.by_ref[f"{repository}@{digest}"] = image_id
     return images
 
@@ -1530,7 +1532,7 @@ def only_vanished(result):
 
 
 def read_images(docker):
-    return parse_images(docker.read("images", "--no-trunc", "--format", IMAGES_FORMAT))
+    return parse_images(docker.read("images", "--no-trunc", "--digests", "--format", IMAGES_FORMAT))
 
 
 def read_state(docker):
@@ -1557,14 +1559,20 @@ def read_state(docker):
 
 
 def own_container_id():
-    """The id of the container this process runs in, if any: its hostname and
-    resolv.conf are bind-mounted from the engine's directory for it."""
+    """The id of the container this process runs in, if any: docker bind-mounts its
+    /etc/hostname from the engine's directory for it. Only that mount counts: on a
+    host, the mount table also lists other containers' files (the /dev/shm of one
+    with shareable IPC) under their directories."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8") as f:
-            match = re.search(r"/containers/([0-9a-f]{64})/", f.read())
+            for line in f:
+                fields = line.split()
+                match = re.search(r"/containers/([0-9a-f]{64})/hostname$", fields[3]) if len(fields) > 4 else None
+                if match and fields[4] == "/etc/hostname":
+                    return match.group(1)
     except OSError:
         return None
-    return match.group(1) if match else None
+    return None
 
 
 # ============================================================================
@@ -1836,7 +1844,7 @@ class Executor:
     def __init__(self, docker, settle, stop=None, own_id=None):
         self.docker = docker
         self.settle = settle
-        self.stop = stop or StopRequest()
+        self.stop = stop if stop is not None else StopRequest()
         self.own_id = own_id
         self.stop_self_last = None
         self.removed_images = set()
