@@ -2216,12 +2216,11 @@ def validate(config, user_data_file):
     declared = load_declared(config, user_data)
     for problem in declared.problems:
         print(problem)
-    count = len(declared.specs)
+    valid = plural(len(declared.specs), "valid container spec")
     if declared.problems:
-        log.error("%d problem%s; %d valid container specs", len(declared.problems),
-                  "" if len(declared.problems) == 1 else "s", count)
+        log.error("%s; %s", plural(len(declared.problems), "problem"), valid)
         return EXIT_PROBLEMS
-    log.info("valid: %d container specs", count)
+    log.info("%s", valid)
     return EXIT_OK
 
 

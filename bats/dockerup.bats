@@ -51,7 +51,7 @@ load helper
   run --separate-stderr dockerup validate --config "$CONFIG"
   [ "$status" -eq 0 ]
   [ -z "$output" ]
-  expect_contains "$stderr" "valid: 2 container specs"
+  expect_contains "$stderr" "2 valid container specs"
 }
 
 @test "validate on a bad confdir exits 1 with each problem on its own line" {
@@ -77,7 +77,7 @@ load helper
   run --separate-stderr dockerup validate --config "$CONFIG" --user-data "$BATS_TEST_TMPDIR/user-data.json"
   [ "$status" -eq 0 ]
   [ -z "$output" ]
-  expect_contains "$stderr" "valid: 3 container specs"
+  expect_contains "$stderr" "3 valid container specs"
 }
 
 @test "validate --user-data names the path of each problem inside the document" {
