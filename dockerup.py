@@ -2086,7 +2086,6 @@ PULL_CONCURRENCY = 4
 def pull_images(docker, pulls, stop):
     """Pull side by side through a small pool. Returns (errors by normalized
     reference, whether any image changed)."""
-    from concurrent.futures import ThreadPoolExecutor
 
     def pull(image):
         if stop:
@@ -2100,6 +2099,8 @@ def pull_images(docker, pulls, stop):
     errors, changed = {}, False
     if not pulls:
         return errors, changed
+    from concurrent.futures import ThreadPoolExecutor  # a no-op run without pulls needs none
+
     with ThreadPoolExecutor(max_workers=min(PULL_CONCURRENCY, len(pulls))) as pool:
         for image, outcome in pool.map(pull, pulls):
             if outcome == "changed":
