@@ -268,6 +268,8 @@ def write_cache_bytes(cache_dir, name, data):
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # else a power loss can leave a renamed but empty or zeroed file
         os.replace(temporary, path)
     except OSError as e:
         log.warning("%s: cannot write the cache: %s", path, describe_os_error(e))
@@ -275,6 +277,20 @@ def write_cache_bytes(cache_dir, name, data):
             os.unlink(temporary)
         except OSError:
             pass
+
+
+def read_cache_list(cache_dir, name):
+    """A JSON array of strings from the cache; anything else is as good as no
+    file: the cache decides nothing, so a damaged file must never stop a run."""
+    data = read_cache_bytes(cache_dir, name)
+    try:
+        value = json.loads(data) if data else []
+    except ValueError:
+        value = None
+    if not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
+        log.warning("%s: not what dockerup writes there; ignored", os.path.join(cache_dir, name))
+        return []
+    return value
 
 
 def remove_cache_file(cache_dir, name):
@@ -328,7 +344,13 @@ class Problem:
     path: str = ""
 
     def __str__(self):
-        return ": ".join(part for part in (self.where, self.path, self.message) if part)
+        return one_line(": ".join(part for part in (self.where, self.path, self.message) if part))
+
+
+def one_line(text):
+    """Control characters (a newline in a file name) written as escapes: one
+    problem, one line, whatever reads it line by line."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
 
 
 @dataclass(frozen=True)
@@ -437,8 +459,20 @@ def schema_validator(kind):
         registry = Registry().with_resources(
             (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
         )
-        _validators[kind] = jsonschema.Draft202012Validator(schemas[kind], registry=registry)
+        validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": whole_string_pattern})
+        _validators[kind] = validator(schemas[kind], registry=registry)
     return _validators[kind]
+
+
+def whole_string_pattern(validator, pattern, instance, schema):
+    """The schema's `$` ends the string (ECMA-262); Python's `$` also matches
+    before a final newline, which let "web\\n" pass as a container name."""
+    import jsonschema
+
+    if validator.is_type(instance, "string"):
+        regex = pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
+        if not re.search(regex, instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
 def reject_duplicate_keys(pairs):
@@ -454,10 +488,11 @@ class DuplicateKey(ValueError):
     pass
 
 
-def parse_json_document(data, where):
-    """Bytes to a JSON value, or a Problem saying precisely why not."""
+def parse_json_document(data, where, size=None):
+    """Bytes to a JSON value, or a Problem saying precisely why not. `size` is
+    the file's, when only the first SPEC_FILE_LIMIT + 1 bytes were read."""
     if len(data) > SPEC_FILE_LIMIT:
-        return Problem(where, f"{len(data)} bytes is too large; the limit is {SPEC_FILE_LIMIT} bytes")
+        return Problem(where, f"{max(size or 0, len(data))} bytes is too large; the limit is {SPEC_FILE_LIMIT} bytes")
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
@@ -465,13 +500,32 @@ def parse_json_document(data, where):
     if not text.strip():
         return Problem(where, "empty file; expected a JSON object")
     try:
-        return json.loads(text, object_pairs_hook=reject_duplicate_keys)
+        document = json.loads(text, object_pairs_hook=reject_duplicate_keys)
     except DuplicateKey as e:
         return Problem(where, f"duplicate key {str(e)!r}: JSON would silently keep only the last value")
     except json.JSONDecodeError as e:
         return Problem(where, f"line {e.lineno}, column {e.colno}: invalid JSON: {e.msg}")
     except RecursionError:
         return Problem(where, "invalid JSON: nested too deeply")
+    # Python parses ~990 levels, but every later step (the schema, messages,
+    # hashing) recurses too and would fail a few frames further down.
+    if json_depth(document) > MAX_JSON_DEPTH:
+        return Problem(where, "invalid JSON: nested too deeply")
+    return document
+
+
+MAX_JSON_DEPTH = 64  # a spec needs 4
+
+
+def json_depth(value):
+    """Nesting depth of a parsed JSON value, without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            pending.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def json_type_name(value):
@@ -565,7 +619,9 @@ def schema_error_lines(error, path_prefix=""):
         return [(path, f"missing required field {key!r}") for key in missing]
     if kind == "type":
         words = [TYPE_WORDS[t] for t in ([expected] if isinstance(expected, str) else expected)]
-        return [(path, f"expected {' or '.join(words)}, got {describe_value(instance)}")]
+        # An env value is a secret even when it has the wrong type: say the type only.
+        got = json_type_name(instance) if schema_field(error) == "env.*" else describe_value(instance)
+        return [(path, f"expected {' or '.join(words)}, got {got}")]
     if kind == "const":
         return [(path, f"{short_json(instance)} is not supported; the only value is {short_json(expected)}")]
     if kind == "enum":
@@ -601,6 +657,9 @@ def branch_error_lines(error, path_prefix):
     return [(path, f"expected {' or '.join(dict.fromkeys(words))}, got {describe_value(error.instance)}")]
 
 
+VALIDATION_RULES = 2  # part of the memo's digest: raise it when validation changes beyond the schema
+
+
 class SchemaMemo:
     """Digests of documents that passed the schema, kept in the cache directory, so
     that a run where no spec changed needs neither jsonschema nor its import time.
@@ -610,15 +669,11 @@ class SchemaMemo:
 
     def __init__(self, cache_dir=None):
         self.cache_dir = cache_dir
-        data = read_cache_bytes(cache_dir, self.FILE) if cache_dir else None
-        try:
-            self.known = set(json.loads(data)) if data else set()
-        except ValueError:
-            self.known = set()
+        self.known = set(read_cache_list(cache_dir, self.FILE)) if cache_dir else set()
         self.passed = set()
 
     def problems(self, kind, document, where, path_prefix=""):
-        digest = short_hash([schema_texts()[kind], document], 32)
+        digest = short_hash([VALIDATION_RULES, schema_texts()[kind], document], 32)
         if digest in self.known:
             self.passed.add(digest)
             return []
@@ -635,6 +690,9 @@ class SchemaMemo:
 def schema_problems(validator, document, where, path_prefix=""):
     problems = []
     errors = sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
+    # A value of the wrong type is one problem, not also "less than the minimum".
+    mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
+    errors = [e for e in errors if e.validator == "type" or tuple(e.absolute_path) not in mistyped]
     for error in errors:
         for path, message in schema_error_lines(error, path_prefix):
             problems.append(Problem(where, message, path))
@@ -668,14 +726,16 @@ def check_spec(spec):
     def bad(path, message):
         problems.append(spec.problem(path, message))
 
-    def walk(value, path):
+    def walk(value, path, prefix=0):
         if isinstance(value, str) and "\0" in value:
             bad(path, "contains a NUL character, which no command line can carry")
+        elif isinstance(value, str) and prefix + len(value.encode()) > MAX_ARGUMENT:
+            bad(path, f"is {len(value.encode())} bytes long; a command line argument holds at most {MAX_ARGUMENT}")
         elif isinstance(value, dict):
             for key, item in value.items():
                 if "\0" in key:
                     bad(path, "a key contains a NUL character")
-                walk(item, join_path(path, key))
+                walk(item, join_path(path, key), len(key.encode()) + 1)  # env, labels: "KEY=value" is one argument
         elif isinstance(value, list):
             for index, item in enumerate(value):
                 walk(item, join_path(path, index))
@@ -690,6 +750,14 @@ def check_spec(spec):
         if parse_size(doc["memoryReservation"]) > parse_size(doc["memory"]):
             bad("memoryReservation", f"{doc['memoryReservation']!r} is above memory {doc['memory']!r}; "
                                      "docker refuses a reservation above the limit")
+    if (parse_size(doc.get("memory", "0")) or 0) > DOCKER_MAX_BYTES:
+        bad("memory", f"{doc['memory']!r} is more than docker can represent")
+    if len(doc.get("hostname", "")) > HOST_NAME_MAX:
+        bad("hostname", f"is {len(doc['hostname'])} characters long; Linux allows at most {HOST_NAME_MAX}")
+    for index, domain in enumerate(doc.get("dnsSearchDomains", [])):
+        if not is_search_domain(domain):
+            bad(f"dnsSearchDomains[{index}]", f"{domain!r} is not a domain docker accepts: labels of letters, digits "
+                                              "and inner '-', separated by single dots, with at least one letter")
     for key in ("command", "entrypoint"):
         if isinstance(doc.get(key), str):
             try:
@@ -709,6 +777,8 @@ def check_spec(spec):
             bad(f"volumes[{index}]", "needs containerPath (a volume) or from (another container's volumes)")
         elif "mode" in volume and "hostPath" not in volume and "from" not in volume:
             bad(f"volumes[{index}].mode", "applies only with hostPath or from; an anonymous volume is always rw")
+        elif "containerPath" in volume and volume["containerPath"].rstrip("/") == "":
+            bad(f"volumes[{index}].containerPath", "cannot be /: docker mounts nothing over the root")
     seen_ports = set()
     for index, mapping in enumerate(doc.get("portMappings", [])):
         for key in ("containerPort", "hostPort"):
@@ -746,6 +816,20 @@ def check_spec(spec):
     return problems
 
 
+MAX_ARGUMENT = 128 * 1024 - 1  # Linux MAX_ARG_STRLEN, less the final NUL: exec fails with E2BIG beyond it
+DOCKER_MAX_BYTES = 2 ** 63 - 1  # docker's sizes are int64
+HOST_NAME_MAX = 64  # sethostname(2)
+DOMAIN_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+
+
+def is_search_domain(domain):
+    """docker's ValidateDNSSearch: "." or a domain with a letter in it."""
+    if domain == ".":
+        return True
+    return (bool(re.search("[a-zA-Z]", domain)) and len(domain.rstrip(".")) < 255
+            and re.fullmatch(rf"{DOMAIN_LABEL}(?:\.{DOMAIN_LABEL})*\.?", domain) is not None)
+
+
 SELF_REFERENCE = {"network": "a container cannot share its own network",
                   "links": "a container cannot link to itself",
                   "volumes": "a container cannot take volumes from itself"}
@@ -776,13 +860,14 @@ def load_confdir(confdir):
                 continue
             with open(path, "rb", opener=open_regular_file) as f:
                 data = f.read(SPEC_FILE_LIMIT + 1)
+                size = os.fstat(f.fileno()).st_size
         except NotRegularFile:
             log.warning("%s: not a regular file; ignored", path)
             continue
         except OSError as e:
             problems.append(Problem(path, f"cannot read: {describe_os_error(e)}"))
             continue
-        document = parse_json_document(data, path)
+        document = parse_json_document(data, path, size)
         if isinstance(document, Problem):
             problems.append(document)
         else:
@@ -1307,7 +1392,18 @@ def display_command(argv, show_secrets=False):
         for index in range(1, len(shown)):
             if shown[index - 1] in ("--env", "-e") and "=" in shown[index]:
                 shown[index] = shown[index].split("=", 1)[0] + "=***"
-    return shlex.join(shown)
+    return " ".join(shell_quote(word) for word in shown)
+
+
+def shell_quote(word):
+    """shlex.quote, except that a word holding a control character (a newline)
+    is written $'...' (bash, zsh, ksh), so that every command is one
+    line of the log and of --dry-run output, and still pastes as it ran."""
+    if not re.search(r"[\x00-\x1f\x7f]", word):
+        return shlex.quote(word)
+    escaped = "".join("\\\\" if c == "\\" else "\\'" if c == "'" else
+                      f"\\x{ord(c):02x}" if ord(c) < 32 or ord(c) == 127 else c for c in word)
+    return f"$'{escaped}'"
 
 
 # ============================================================================
@@ -1394,8 +1490,10 @@ class Docker:
             process = sh.Command(self.executable)(
                 *argv[1:], _bg=True, _bg_exc=False, _return_cmd=True, _tty_out=False, _ok_code=range(256),
                 _in="", _out_bufsize=OUTPUT_CHUNK, _err_bufsize=OUTPUT_CHUNK)
-        except OSError as e:
-            raise DockerupError(f"cannot run {self.executable}: {describe_os_error(e)}")
+        except (OSError, sh.ForkException) as e:
+            # sh reports a failed exec (E2BIG: an argument over 128 KiB) as ForkException.
+            reason = describe_os_error(e) if isinstance(e, OSError) else first_line(str(e).split("OSError:")[-1])
+            raise DockerError(display_command(argv, self.show_secrets), f"cannot run {self.executable}: {reason}")
         timer = threading.Timer(timeout, kill_quietly, (process,))
         timer.start()
         try:
@@ -1535,9 +1633,22 @@ def read_images(docker):
     return parse_images(docker.read("images", "--no-trunc", "--digests", "--format", IMAGES_FORMAT))
 
 
+class StateUnreadable(DockerupError):
+    """The engine answered, but not with its state: nothing can be planned."""
+
+
 def read_state(docker):
     """Three docker calls whatever the number of containers: the container and
     image listings (side by side), then one inspect of every container."""
+    try:
+        return read_state_unguarded(docker)
+    except DaemonUnreachable:
+        raise
+    except DockerError as e:
+        raise StateUnreadable(f"cannot read the engine's state, so nothing was changed: {e}") from e
+
+
+def read_state_unguarded(docker):
     listed = {}
 
     def list_images():
@@ -2131,7 +2242,7 @@ def converge(config, docker, stop):
     pull_errors, images_changed = pull_images(docker, pulls, stop)
     if images_changed:
         state = HostState(state.containers, read_images(docker))
-    used_images = json.loads(read_cache_bytes(config.cache, IMAGE_RECORD) or b"[]")
+    used_images = read_cache_list(config.cache, IMAGE_RECORD)
     own_id = own_container_id()
     plan = plan_changes(declared, state, exclusive=config.exclusive, used_images=used_images, own_id=own_id,
                         pending_pulls=pulls if config.dry_run else (), pull_errors=pull_errors)
@@ -2225,9 +2336,17 @@ def validate(config, user_data_file):
     return EXIT_OK
 
 
+class OneLineFormatter(logging.Formatter):
+    """Each message on one line; a traceback (-v) still follows it as it is."""
+
+    def formatMessage(self, record):
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
+
+
 def setup_logging(verbose):
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s dockerup %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(OneLineFormatter("%(asctime)s dockerup %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
