@@ -44,7 +44,6 @@ Exit codes:
   3  another dockerup run holds the lock
 """
 
-import errno
 import hashlib
 import json
 import logging

@@ -55,6 +55,37 @@ def build_image(tag, marker):
     return docker("image", "inspect", "--format", "{{.Id}}", tag).strip()
 
 
+def wait_until(predicate, timeout=20, interval=0.1, what=None):
+    """The first true value of predicate(), polled until timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate.__doc__ or predicate}")
+
+
+def leftovers(names=None):
+    """Names of containers an update left behind under a temporary name."""
+    if names is None:
+        names = docker("ps", "-a", "--format", "{{.Names}}").split()
+    return [n for n in names if ".dockerup-new-" in n or ".dockerup-old-" in n]
+
+
+def write_files(directory, files):
+    """files: name -> dict/list/None (written as JSON), str (as text) or bytes."""
+    for name, content in files.items():
+        path = Path(directory) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        elif isinstance(content, str):
+            path.write_text(content)
+        else:
+            path.write_text(json.dumps(content))
+
+
 def remove_test_containers():
     ids = docker("ps", "-aq", "--filter", "label=dockerup.id").split()
     ids += docker("ps", "-aq", "--filter", f"label={TEST_LABEL}").split()

@@ -8,10 +8,9 @@ import re
 import shlex
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-from conftest import IMAGE, IMAGE_2, docker
+from conftest import IMAGE, IMAGE_2, docker, leftovers, wait_until  # noqa: F401 (used by the suites)
 
 # ---- What every run must look like ------------------------------------------------
 
@@ -50,20 +49,6 @@ WITHOUT_FILE_ACCESS = ["setpriv", "--bounding-set=-dac_override,-dac_read_search
 
 def changing_commands(stderr):
     return [line.split("$ ", 1)[1] for line in stderr.splitlines() if " INFO $ docker" in line]
-
-
-def leftovers(names):
-    return [n for n in names if ".dockerup-new-" in n or ".dockerup-old-" in n]
-
-
-def wait_until(predicate, timeout=30, interval=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # ---- A docker stand-in on PATH -------------------------------------------------------

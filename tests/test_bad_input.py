@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import IMAGE, Host, docker, remove_test_containers
+from conftest import IMAGE, Host, docker, remove_test_containers, write_files
 from faults_support import (WITHOUT_FILE_ACCESS, assert_clean_output, assert_one_problem, changing_commands,
                             error_lines)
 
@@ -38,18 +38,6 @@ def site(good_container, tmp_path):
     return host
 
 
-def write(host, files):
-    """files: name -> dict/list/None (as JSON), str (as text) or bytes."""
-    for name, content in files.items():
-        path = host.confdir / name
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        elif isinstance(content, str):
-            path.write_text(content)
-        else:
-            path.write_text(json.dumps(content))
-
-
 def assert_good_converged(result):
     state = json.loads(docker("inspect", "--type", "container", GOOD))[0]["State"]
     assert state["Running"], result.stderr
@@ -63,7 +51,7 @@ def assert_not_created(*names):
 
 
 def run_case(host, files, *parts):
-    write(host, files)
+    write_files(host.confdir, files)
     result = host.run()
     line = assert_one_problem(result, *parts)
     assert_good_converged(result)
@@ -114,7 +102,7 @@ def test_deep_nesting_at_every_depth_near_the_parser_limit(site):
     one stack frame further down fails: no depth may turn into a crash."""
     files = {f"deep-{field}-{depth}.json": '{"image": "dockerup-test/app:1", "%s": %s}'
              % (field, "[" * depth + "]" * depth) for depth in DEPTHS for field in ("env", "volumes")}
-    write(site, files)
+    write_files(site.confdir, files)
     result = site.run()
     assert_clean_output(result)
     assert result.returncode == 1
@@ -250,7 +238,7 @@ NAMES_AND_REFERENCES = [
 @pytest.mark.parametrize("fields, path", NAMES_AND_REFERENCES,
                          ids=[f"{p}={json.dumps(f)[:60]}" for f, p in NAMES_AND_REFERENCES])
 def test_a_bad_name_path_network_or_reference(site, fields, path):
-    write(site, {BAD: spec(**fields)})
+    write_files(site.confdir, {BAD: spec(**fields)})
     result = site.run()
     if fields.get("name") == GOOD:
         # A duplicate name is two lines, one per file, and neither spec applies:
@@ -281,7 +269,7 @@ CYCLES = [
 
 @pytest.mark.parametrize("files, involved", CYCLES)
 def test_a_dependency_cycle_names_every_file_once(site, files, involved):
-    write(site, files)
+    write_files(site.confdir, files)
     result = site.run()
     assert_clean_output(result)
     assert result.returncode == 1
@@ -349,7 +337,7 @@ def test_a_file_that_cannot_be_opened(site, make, reason):
 
 def test_file_names_that_would_break_the_line(site):
     """A newline in a file name must not split the message into two lines."""
-    write(site, {"we\nb.json": spec(image=5)})
+    write_files(site.confdir, {"we\nb.json": spec(image=5)})
     result = site.run()
     assert_one_problem(result, "we", "b.json: image: ")
     assert_good_converged(result)
@@ -377,7 +365,7 @@ def test_a_confdir_that_is_a_file_removes_nothing(site):
 
 
 def test_other_files_and_subdirectories_are_ignored(site):
-    write(site, {"README": "not JSON", "web.json.orig": "{", "web.json~": "{", ".web.json.swp": "{",
+    write_files(site.confdir, {"README": "not JSON", "web.json.orig": "{", "web.json~": "{", ".web.json.swp": "{",
                  ".hidden.json": "{", "web.yaml": "image: x", "web.JSON.bak": "{"})
     for directory in ("sub", "archive.json"):
         (site.confdir / directory).mkdir()
@@ -398,7 +386,7 @@ def test_every_bad_file_at_once_is_one_line_each(site):
     files.update({f"doc-{index}.json": param.values[0] for index, param in enumerate(DOCUMENTS)})
     files.update({f"range-{index}.json": spec(name=f"r{index}x", **fields)
                   for index, (fields, _) in enumerate(OUT_OF_RANGE)})
-    write(site, files)
+    write_files(site.confdir, files)
     result = site.run()
     assert_clean_output(result)
     assert result.returncode == 1

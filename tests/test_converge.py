@@ -10,17 +10,7 @@ import threading
 import time
 import uuid
 
-from conftest import IMAGE, IMAGE_2, KEEP_RUNNING, TEST_LABEL, build_image, docker
-
-
-def wait_until(predicate, timeout=20, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {predicate.__doc__ or predicate}")
+from conftest import IMAGE, IMAGE_2, KEEP_RUNNING, TEST_LABEL, build_image, docker, leftovers, wait_until
 
 
 def changing_commands(stderr):
@@ -32,12 +22,6 @@ def unique_image(name):
     """An image no other test uses, so cleanup tests cannot disturb each other."""
     tag = f"dockerup-test/{name}-{uuid.uuid4().hex[:8]}:1"
     return tag, build_image(tag, tag)
-
-
-def leftovers():
-    """Names of containers an update left behind under a temporary name."""
-    names = docker("ps", "-a", "--format", "{{.Names}}").split()
-    return [n for n in names if ".dockerup-new-" in n or ".dockerup-old-" in n]
 
 
 # --- create, keep, replace, remove -----------------------------------------------

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import DOCKERUP
+from conftest import DOCKERUP, write_files
 
 import dockerup
 
@@ -25,23 +25,10 @@ def web(**fields):
     return {"web.json": spec(**fields)}
 
 
-def write(directory, files):
-    """files: name -> dict/list/None (written as JSON), str (as text) or bytes."""
-    for name, content in files.items():
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        elif isinstance(content, str):
-            path.write_text(content)
-        else:
-            path.write_text(json.dumps(content))
-
-
 def declared(tmp_path, files, user_data=None):
     confdir = tmp_path / "containers.d"
     confdir.mkdir()
-    write(confdir, files)
+    write_files(confdir, files)
     return dockerup.load_declared(dockerup.default_config(confdir=str(confdir)), user_data), confdir
 
 
@@ -298,7 +285,7 @@ def test_an_empty_directory_declares_nothing(tmp_path):
 
 def test_validate_prints_each_problem_on_its_own_line_and_exits_1(tmp_path):
     confdir = tmp_path / "containers.d"
-    write(confdir, {"web.json": spec(name="web", restart="sometimes"), "db.json": "{",
+    write_files(confdir, {"web.json": spec(name="web", restart="sometimes"), "db.json": "{",
                     "ok.json": spec(name="ok")})
     config = tmp_path / "dockerup.conf"
     config.write_text(f"confdir={confdir}\n")
@@ -313,7 +300,7 @@ def test_validate_prints_each_problem_on_its_own_line_and_exits_1(tmp_path):
 
 def test_validate_of_a_good_directory_exits_0_and_prints_nothing(tmp_path):
     confdir = tmp_path / "containers.d"
-    write(confdir, {"web.json": spec(name="web")})
+    write_files(confdir, {"web.json": spec(name="web")})
     config = tmp_path / "dockerup.conf"
     config.write_text(f"confdir={confdir}\n")
     result = run("validate", "--config", config)
@@ -357,7 +344,7 @@ def test_a_missing_configuration_file_exits_2_with_one_line(tmp_path):
 
 def test_a_configuration_file_saved_with_a_byte_order_mark_is_read(tmp_path):
     confdir = tmp_path / "containers.d"
-    write(confdir, {"web.json": spec(name="web")})
+    write_files(confdir, {"web.json": spec(name="web")})
     config = tmp_path / "dockerup.conf"
     config.write_bytes(b"\xef\xbb\xbf" + f"confdir={confdir}\n".encode())
     result = run("validate", "--config", config)
@@ -366,7 +353,7 @@ def test_a_configuration_file_saved_with_a_byte_order_mark_is_read(tmp_path):
 
 def test_no_message_is_a_traceback_even_for_unreadable_files(tmp_path):
     confdir = tmp_path / "containers.d"
-    write(confdir, {"web.json": spec()})
+    write_files(confdir, {"web.json": spec()})
     os.mkfifo(confdir / "fifo.json")
     (confdir / "link.json").symlink_to(tmp_path / "nowhere.json")
     config = tmp_path / "dockerup.conf"
