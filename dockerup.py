@@ -718,8 +718,6 @@ def split_argv(value):
 
 def check_spec(spec):
     """Checks the schema cannot express. Returns Problems."""
-    import ipaddress
-
     doc, problems = spec.doc, []
 
     def bad(path, message):
@@ -783,7 +781,7 @@ def check_spec(spec):
         for key in ("containerPort", "hostPort"):
             if key in mapping and not 1 <= int(mapping[key]) <= 65535:
                 bad(f"portMappings[{index}].{key}", f"{mapping[key]} is not a port number from 1 to 65535")
-        if "hostIp" in mapping and not is_ip_address(mapping["hostIp"], ipaddress):
+        if "hostIp" in mapping and not is_ip_address(mapping["hostIp"]):
             bad(f"portMappings[{index}].hostIp", f"{mapping['hostIp']!r} is not an IPv4 or IPv6 address")
         if "hostPort" in mapping:
             key = (int(mapping["hostPort"]), mapping.get("protocol", "tcp"))
@@ -791,10 +789,10 @@ def check_spec(spec):
                 bad(f"portMappings[{index}].hostPort", f"host port {key[0]}/{key[1]} is mapped twice")
             seen_ports.add(key)
     for index, host in enumerate(doc.get("extraHosts", [])):
-        if not is_ip_address(host["ipAddress"], ipaddress):
+        if not is_ip_address(host["ipAddress"]):
             bad(f"extraHosts[{index}].ipAddress", f"{host['ipAddress']!r} is not an IPv4 or IPv6 address")
     for index, server in enumerate(doc.get("dnsServers", [])):
-        if not is_ip_address(server, ipaddress):
+        if not is_ip_address(server):
             bad(f"dnsServers[{index}]", f"{server!r} is not an IPv4 or IPv6 address")
     for index, limit in enumerate(doc.get("ulimits", [])):
         soft, hard = limit["softLimit"], limit["hardLimit"]
@@ -834,7 +832,9 @@ SELF_REFERENCE = {"network": "a container cannot share its own network",
                   "volumes": "a container cannot take volumes from itself"}
 
 
-def is_ip_address(text, ipaddress):
+def is_ip_address(text):
+    import ipaddress
+
     try:
         ipaddress.ip_address(text)
         return True
