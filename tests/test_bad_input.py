@@ -102,14 +102,7 @@ def test_deep_nesting_at_every_depth_near_the_parser_limit(site):
     one stack frame further down fails: no depth may turn into a crash."""
     files = {f"deep-{field}-{depth}.json": '{"image": "dockerup-test/app:1", "%s": %s}'
              % (field, "[" * depth + "]" * depth) for depth in DEPTHS for field in ("env", "volumes")}
-    write_files(site.confdir, files)
-    result = site.run()
-    assert_clean_output(result)
-    assert result.returncode == 1
-    errors = error_lines(result.stderr)
-    for name in files:
-        assert sum(f"/{name}: " in line for line in errors) == 1, (name, errors)
-    assert_good_converged(result)
+    run_with_one_line_per_file(site, files)
 
 
 # ---- A wrong type for every field -----------------------------------------------------
@@ -386,6 +379,13 @@ def test_every_bad_file_at_once_is_one_line_each(site):
     files.update({f"doc-{index}.json": param.values[0] for index, param in enumerate(DOCUMENTS)})
     files.update({f"range-{index}.json": spec(name=f"r{index}x", **fields)
                   for index, (fields, _) in enumerate(OUT_OF_RANGE)})
+    errors = run_with_one_line_per_file(site, files)
+    assert len(errors) == len(files)
+
+
+def run_with_one_line_per_file(site, files):
+    """Write the bad files beside the good spec and run: exit 1, exactly one
+    error line for each file, and the good spec converged. Returns the lines."""
     write_files(site.confdir, files)
     result = site.run()
     assert_clean_output(result)
@@ -393,6 +393,6 @@ def test_every_bad_file_at_once_is_one_line_each(site):
     errors = error_lines(result.stderr)
     for name in files:
         assert sum(f"{site.confdir}/{name}: " in line for line in errors) == 1, (name, errors)
-    assert len(errors) == len(files)
     assert_good_converged(result)
+    return errors
 
