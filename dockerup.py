@@ -153,9 +153,13 @@ class Config:
     verbose: bool = False
 
 
+def config_defaults():
+    return {key: default for key, (_, default) in CONFIG_KEYS.items()}
+
+
 def default_config(**overrides):
     """The built-in defaults, as if no file and no option were given."""
-    return Config(**{**{key: default for key, (_, default) in CONFIG_KEYS.items()}, **overrides})
+    return Config(**{**config_defaults(), **overrides})
 
 
 def read_config_file(path):
@@ -185,15 +189,14 @@ def parse_config_value(key, text, where):
     try:
         return parser(text)
     except ValueError as e:
-        reason = str(e) if parser not in (float,) else "expected a number"
-        if "could not convert" in reason:
-            reason = "expected a number"
+        # float() says "could not convert string to float: 'x'": not for operators.
+        reason = "expected a number" if "could not convert" in str(e) else str(e)
         raise ConfigError(f"{where}: {key}={text!r}: {reason}")
 
 
 def load_config(args):
     """Built-in defaults, then the configuration file, then command line options."""
-    values = {key: default for key, (_, default) in CONFIG_KEYS.items()}
+    values = config_defaults()
     path = args.get("--config")
     if path:
         if not os.path.exists(path):
@@ -329,7 +332,6 @@ def host_lock(cache_dir):
 SPEC_FILE_LIMIT = 1024 * 1024
 SCHEMA_FILES = {"container": "container.schema.json", "user-data": "user-data.schema.json"}
 SOURCE_CONFDIR, SOURCE_USER_DATA = "confdir", "user-data"
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 SIZE_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?) ?([kKmMgGtTpP]?)[iI]?[bB]?$")
 DOCKER_MIN_MEMORY = 6 * 1024 * 1024
 
@@ -382,7 +384,8 @@ class Spec:
 
     @property
     def dependencies(self):
-        return spec_dependencies(self.doc)
+        """Names of the containers this one needs to exist first."""
+        return list(dict.fromkeys(target for _, target in container_references(self.doc)))
 
     def problem(self, path, message):
         return Problem(self.where, message, join_path(self.path, path))
@@ -404,23 +407,24 @@ def join_path(*parts):
     return text
 
 
-def spec_dependencies(doc):
-    """Names of the containers a spec needs to exist first."""
-    names = []
-    for volume in doc.get("volumes", []):
-        if "from" in volume:
-            names.append(volume["from"])
-    names.extend(link_targets(doc.get("links")))
+def container_references(doc):
+    """(JSON path, container name) for every place a spec names another container:
+    volumes[].from, links, network container:NAME."""
+    references = [(f"volumes[{i}].from", v["from"]) for i, v in enumerate(doc.get("volumes", [])) if "from" in v]
+    links = doc.get("links") or ()
+    if isinstance(links, dict):
+        references += [(join_path("links", name), name) for name in links]
+    else:
+        references += [(f"links[{i}]", link.split(":", 1)[0]) for i, link in enumerate(links)]
     network = doc.get("network", "")
     if network.startswith("container:"):
-        names.append(network[len("container:"):])
-    return list(dict.fromkeys(names))
+        references.append(("network", network[len("container:"):]))
+    return references
 
 
-def link_targets(links):
-    if isinstance(links, dict):
-        return list(links)
-    return [link.split(":", 1)[0] for link in links or ()]
+def reference_paths(doc, target):
+    """The JSON paths in `doc` that name container `target`."""
+    return [path for path, name in container_references(doc) if name == target]
 
 
 def find_schema_dir():
@@ -921,8 +925,8 @@ def validate_user_data(document, where="user-data", memo=None):
 
 def image_repository(image):
     """Repository part of an image reference: no tag, no digest, no docker.io."""
-    reference = normalize_image_ref(image)
-    return reference.split("@")[0].rsplit(":", 1)[0] if "@" not in reference else reference.split("@")[0]
+    reference = normalize_image_ref(image)  # always "repo:tag" or "repo@digest"
+    return reference.split("@")[0] if "@" in reference else reference.rsplit(":", 1)[0]
 
 
 def normalize_image_ref(image):
@@ -968,18 +972,6 @@ def check_declarations(specs, declared_names):
 
 def location(spec):
     return f"{spec.where}: {spec.path}" if spec.path else spec.where
-
-
-def reference_paths(doc, target):
-    """The JSON paths in `doc` that name container `target`."""
-    paths = ["network"] if doc.get("network") == f"container:{target}" else []
-    links = doc.get("links") or ()
-    if isinstance(links, dict):
-        paths += [join_path("links", name) for name in links if name == target]
-    else:
-        paths += [f"links[{i}]" for i, link in enumerate(links) if link.split(":", 1)[0] == target]
-    paths += [f"volumes[{i}].from" for i, v in enumerate(doc.get("volumes", [])) if v.get("from") == target]
-    return paths
 
 
 def dependency_order(specs):
