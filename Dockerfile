@@ -24,7 +24,6 @@ FROM ${BASE_IMAGE}
 COPY --from=docker-cli /usr/local/bin/docker /usr/local/bin/docker
 # README.md is optional (setup.py reads it if present): the pattern may match nothing.
 COPY setup.py dockerup.py README.m[d] /tmp/dockerup/
-COPY schema/ /tmp/dockerup/schema/
 RUN pip install --no-cache-dir --disable-pip-version-check --root-user-action=ignore /tmp/dockerup \
     && rm -rf /tmp/dockerup \
     && dockerup --version && docker --version

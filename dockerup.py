@@ -4,6 +4,7 @@
 Usage:
   dockerup [options]
   dockerup validate [options] [--user-data FILE]
+  dockerup schema [container | user-data]
   dockerup -h | --help
   dockerup --version
 
@@ -35,7 +36,8 @@ Options:
 
 Every option overrides the configuration file key of the same name.
 `dockerup validate` checks the configuration file and every spec without
-touching the Docker engine.
+touching the Docker engine. `dockerup schema` prints the JSON Schema of a spec
+(or of a user-data document), for editors and other validators.
 
 Exit codes:
   0  converged (validate: everything is valid)
@@ -329,8 +331,309 @@ def host_lock(cache_dir):
 # assume its spec documents passed the schema and the checks below: no further
 # type or presence checks are made on them.
 
+# The JSON Schemas of a spec and of a user-data document. The module carries them, so
+# that dockerup.py alone is a complete dockerup; `dockerup schema` prints them, and
+# schema/*.json in the source tree are exactly that output (a test keeps them equal).
+SCHEMA_TEXTS = {
+    "container": r"""{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "$id": "https://dockerup.dev/schema/container.schema.json",
+  "title": "dockerup container spec",
+  "description": "One container that dockerup keeps running on a host: one JSON file in confdir, or one entry of the user-data \"containers\" array. Field names follow the AWS ECS container definition where ECS has one. Unknown fields are errors.",
+  "type": "object",
+  "additionalProperties": false,
+  "required": ["image"],
+  "properties": {
+    "type": {
+      "title": "Container type",
+      "description": "Only \"docker\" is supported.",
+      "const": "docker"
+    },
+    "name": {
+      "title": "Container name",
+      "description": "Unique per host; other specs refer to it in links, volumes[].from, network \"container:NAME\" and signal. Docker's rule: a letter or digit, then letters, digits, '_', '.' or '-'; at least two characters. Without a name, dockerup identifies the container by its image repository (see the README).",
+      "type": "string",
+      "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$",
+      "maxLength": 200
+    },
+    "image": {
+      "title": "Image",
+      "description": "Image reference, e.g. \"registry.example.com/app:1.4\". Always give a tag: an image without one means \":latest\".",
+      "type": "string",
+      "pattern": "^[a-z0-9][a-z0-9._:/@-]*[a-zA-Z0-9._-]$",
+      "maxLength": 512
+    },
+    "cpu": {
+      "title": "CPU shares",
+      "description": "Relative CPU weight (docker run --cpu-shares); 1024 is one full share.",
+      "type": "integer",
+      "minimum": 2,
+      "maximum": 262144
+    },
+    "memory": {
+      "title": "Memory limit",
+      "description": "Hard memory limit with a unit (docker run --memory): \"512m\", \"2g\", \"1.5g\", \"65536k\". At least 6m, docker's minimum.",
+      "$ref": "#/$defs/size"
+    },
+    "memoryReservation": {
+      "title": "Memory reservation",
+      "description": "Soft memory limit with a unit (docker run --memory-reservation).",
+      "$ref": "#/$defs/size"
+    },
+    "entrypoint": {
+      "title": "Entrypoint override",
+      "description": "A string is split as a POSIX shell would split it; an array is the exact argv. The first word becomes --entrypoint, the rest go before the command's arguments.",
+      "$ref": "#/$defs/argv"
+    },
+    "command": {
+      "title": "Command override",
+      "description": "Arguments after the image. A string is split as a POSIX shell would split it (no shell runs it); an array is the exact argv.",
+      "$ref": "#/$defs/argv"
+    },
+    "privileged": {
+      "title": "Privileged mode",
+      "description": "Give the container all capabilities and devices (docker run --privileged).",
+      "type": "boolean"
+    },
+    "network": {
+      "title": "Network mode",
+      "description": "\"bridge\" (docker's default), \"none\", \"host\", or \"container:NAME\" to share the network of another declared container.",
+      "type": "string",
+      "pattern": "^(bridge|none|host|container:[a-zA-Z0-9][a-zA-Z0-9_.-]+)$"
+    },
+    "volumes": {
+      "title": "Volumes",
+      "description": "Host directories (containerPath + hostPath, optional mode), anonymous volumes (containerPath only), or every volume of another declared container (from, optional mode).",
+      "type": "array",
+      "items": {"$ref": "#/$defs/volume"}
+    },
+    "portMappings": {
+      "title": "Published ports",
+      "description": "Container ports published on the host. Without hostPort docker picks a free host port.",
+      "type": "array",
+      "items": {"$ref": "#/$defs/portMapping"}
+    },
+    "env": {
+      "title": "Environment",
+      "description": "Environment variables. Numbers and booleans are passed as their JSON text. Values are masked as *** in dockerup's logs.",
+      "type": "object",
+      "propertyNames": {"pattern": "^[^=]+$", "minLength": 1},
+      "additionalProperties": {"type": ["string", "number", "boolean"]}
+    },
+    "restart": {
+      "title": "Restart policy",
+      "description": "\"always\", \"unless-stopped\", \"on-failure\" or \"never\" (docker run --restart no).",
+      "enum": ["always", "unless-stopped", "on-failure", "never"]
+    },
+    "update": {
+      "title": "Update behaviour",
+      "description": "How dockerup updates this container. Changing it never recreates the container.",
+      "type": "object",
+      "additionalProperties": false,
+      "properties": {
+        "pull": {
+          "description": "Pull the image to look for a newer one on every run (default true). An image missing locally is pulled anyway.",
+          "type": "boolean"
+        },
+        "eager": {
+          "description": "Start the replacement before stopping the old container (default false).",
+          "type": "boolean"
+        },
+        "rolling": {
+          "description": "Reserved by the original dockerup; not implemented, has no effect.",
+          "type": "boolean"
+        }
+      }
+    },
+    "signal": {
+      "title": "Signals after an update",
+      "description": "Signals sent (docker kill --signal) to other containers after this one is created or replaced, e.g. to make a proxy reload.",
+      "type": "array",
+      "items": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["container", "signal"],
+        "properties": {
+          "container": {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"},
+          "signal": {"type": "string", "pattern": "^(SIG)?[A-Z0-9+-]+$"}
+        }
+      }
+    },
+    "links": {
+      "title": "Legacy links",
+      "description": "Links to other declared containers: an array of \"name\" or \"name:alias\" strings (ECS), or an object {\"name\": \"alias\"} (the original dockerup).",
+      "anyOf": [
+        {"type": "array", "items": {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+(:[a-zA-Z0-9][a-zA-Z0-9_.-]*)?$"}},
+        {"type": "object", "propertyNames": {"pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"}, "additionalProperties": {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"}}
+      ]
+    },
+    "dockerLabels": {
+      "title": "Labels",
+      "description": "Container labels. Keys starting with \"dockerup.\" are reserved.",
+      "type": "object",
+      "propertyNames": {"minLength": 1, "pattern": "^[^=]+$", "not": {"pattern": "^dockerup\\."}},
+      "additionalProperties": {"type": "string"}
+    },
+    "hostname": {
+      "description": "Container host name (docker run --hostname).",
+      "type": "string",
+      "pattern": "^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$",
+      "maxLength": 253
+    },
+    "user": {
+      "description": "User (and group) to run as: \"name\", \"uid\", \"uid:gid\" (docker run --user).",
+      "type": "string",
+      "pattern": "^[^:\\s]+(:[^:\\s]+)?$"
+    },
+    "workingDirectory": {
+      "description": "Working directory inside the container (docker run --workdir).",
+      "type": "string",
+      "pattern": "^/"
+    },
+    "extraHosts": {
+      "description": "Extra /etc/hosts entries (docker run --add-host).",
+      "type": "array",
+      "items": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["hostname", "ipAddress"],
+        "properties": {
+          "hostname": {"type": "string", "pattern": "^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$"},
+          "ipAddress": {"type": "string", "description": "An IPv4 or IPv6 address."}
+        }
+      }
+    },
+    "dnsServers": {
+      "description": "DNS servers (docker run --dns).",
+      "type": "array",
+      "items": {"type": "string", "description": "An IPv4 or IPv6 address."}
+    },
+    "dnsSearchDomains": {
+      "description": "DNS search domains (docker run --dns-search).",
+      "type": "array",
+      "items": {"type": "string", "pattern": "^[a-zA-Z0-9.-]+$"}
+    },
+    "logConfiguration": {
+      "description": "Logging driver and its options (docker run --log-driver, --log-opt).",
+      "type": "object",
+      "additionalProperties": false,
+      "required": ["logDriver"],
+      "properties": {
+        "logDriver": {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.:/-]*$"},
+        "options": {
+          "type": "object",
+          "propertyNames": {"minLength": 1, "pattern": "^[^=]+$"},
+          "additionalProperties": {"type": "string"}
+        }
+      }
+    },
+    "healthCheck": {
+      "description": "Health check run inside the container. An eager update waits for the new container to be healthy before stopping the old one.",
+      "type": "object",
+      "additionalProperties": false,
+      "required": ["command"],
+      "properties": {
+        "command": {
+          "description": "[\"CMD-SHELL\", \"shell command\"], [\"CMD\", \"arg\", ...] (run through /bin/sh, since docker run can only set a shell health command), [\"NONE\"] to disable the image's check, or a shell command string.",
+          "anyOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "array", "minItems": 1, "prefixItems": [{"enum": ["CMD", "CMD-SHELL", "NONE"]}], "items": {"type": "string"}}
+          ]
+        },
+        "interval": {"description": "Seconds between checks (default 30); docker's minimum is 1ms.", "type": "number", "minimum": 0.001},
+        "timeout": {"description": "Seconds before a check counts as failed (default 30); docker's minimum is 1ms.", "type": "number", "minimum": 0.001},
+        "retries": {"description": "Consecutive failures that make the container unhealthy (default 3).", "type": "integer", "minimum": 1, "maximum": 100},
+        "startPeriod": {"description": "Seconds after start during which failures do not count (default 0).", "type": "number", "minimum": 0}
+      }
+    },
+    "stopTimeout": {
+      "description": "Seconds docker waits after the stop signal before killing the container (docker run --stop-timeout).",
+      "type": "integer",
+      "minimum": 0,
+      "maximum": 3600
+    },
+    "ulimits": {
+      "description": "Resource limits (docker run --ulimit NAME=SOFT:HARD).",
+      "type": "array",
+      "items": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name", "softLimit", "hardLimit"],
+        "properties": {
+          "name": {"enum": ["core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"]},
+          "softLimit": {"type": "integer", "minimum": -1},
+          "hardLimit": {"type": "integer", "minimum": -1}
+        }
+      }
+    },
+    "readonlyRootFilesystem": {
+      "description": "Mount the container's root filesystem read-only (docker run --read-only).",
+      "type": "boolean"
+    }
+  },
+  "$defs": {
+    "port": {
+      "description": "A TCP or UDP port, 1 to 65535, as a number or a string of digits.",
+      "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": 65535},
+        {"type": "string", "pattern": "^[0-9]+$"}
+      ]
+    },
+    "portMapping": {
+      "type": "object",
+      "additionalProperties": false,
+      "required": ["containerPort"],
+      "properties": {
+        "containerPort": {"$ref": "#/$defs/port"},
+        "hostPort": {"$ref": "#/$defs/port"},
+        "hostIp": {"type": "string", "description": "Host address to bind, e.g. \"127.0.0.1\" (default: all addresses)."},
+        "protocol": {"enum": ["tcp", "udp"], "description": "Default tcp."}
+      }
+    },
+    "volume": {
+      "type": "object",
+      "additionalProperties": false,
+      "dependentRequired": {"hostPath": ["containerPath"]},
+      "properties": {
+        "containerPath": {"type": "string", "pattern": "^/[^:,]*$", "description": "Absolute path inside the container."},
+        "hostPath": {"type": "string", "pattern": "^/[^:,]*$", "description": "Absolute path on the host; docker creates it if missing."},
+        "mode": {"enum": ["ro", "rw"], "description": "Read-only or read-write (default rw); with hostPath or from."},
+        "from": {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$", "description": "Name of a declared container whose volumes to mount (docker run --volumes-from)."}
+      }
+    },
+    "size": {
+      "type": "string",
+      "pattern": "^[0-9]+(\\.[0-9]+)? ?[kKmMgGtTpP]?[iI]?[bB]?$"
+    },
+    "argv": {
+      "anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "minItems": 1, "items": {"type": "string"}}
+      ]
+    }
+  }
+}
+""",
+    "user-data": r"""{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "$id": "https://dockerup.dev/schema/user-data.schema.json",
+  "title": "dockerup EC2 user-data",
+  "description": "The EC2 user-data document dockerup reads when aws=true: the containers to run besides those in confdir.",
+  "type": "object",
+  "additionalProperties": false,
+  "required": ["containers"],
+  "properties": {
+    "containers": {
+      "description": "Container specs, in the same format as the files in confdir.",
+      "type": "array",
+      "items": {"$ref": "container.schema.json"}
+    }
+  }
+}
+""",
+}
+
 SPEC_FILE_LIMIT = 1024 * 1024
-SCHEMA_FILES = {"container": "container.schema.json", "user-data": "user-data.schema.json"}
 SOURCE_CONFDIR, SOURCE_USER_DATA = "confdir", "user-data"
 SIZE_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?) ?([kKmMgGtTpP]?)[iI]?[bB]?$")
 DOCKER_MIN_MEMORY = 6 * 1024 * 1024
@@ -427,30 +730,7 @@ def reference_paths(doc, target):
     return [path for path, name in container_references(doc) if name == target]
 
 
-def find_schema_dir():
-    """Next to the module (a checkout, or the single-file drop-in with its schema/),
-    then where `pip install` puts data files."""
-    import site
-    import sysconfig
-
-    candidates = [os.environ.get("DOCKERUP_SCHEMA_DIR", ""), Path(__file__).resolve().parent / "schema"]
-    for base in (sysconfig.get_path("data"), sys.prefix, site.USER_BASE or "", "/usr/local", "/usr"):
-        candidates.append(Path(base) / "share" / "dockerup" / "schema")
-    for directory in candidates:
-        if directory and (Path(directory) / SCHEMA_FILES["container"]).is_file():
-            return Path(directory)
-    raise DockerupError("cannot find dockerup's schema files (container.schema.json); reinstall dockerup")
-
-
 _validators = {}
-_schema_texts = {}
-
-
-def schema_texts():
-    if not _schema_texts:
-        directory = find_schema_dir()
-        _schema_texts.update({k: (directory / f).read_text(encoding="utf-8") for k, f in SCHEMA_FILES.items()})
-    return _schema_texts
 
 
 def schema_validator(kind):
@@ -458,7 +738,7 @@ def schema_validator(kind):
         import jsonschema
         from referencing import Registry, Resource
 
-        schemas = {k: json.loads(text) for k, text in schema_texts().items()}
+        schemas = {k: json.loads(text) for k, text in SCHEMA_TEXTS.items()}
         registry = Registry().with_resources(
             (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
         )
@@ -666,7 +946,8 @@ VALIDATION_RULES = 2  # part of the memo's digest: raise it when validation chan
 class SchemaMemo:
     """Digests of documents that passed the schema, kept in the cache directory, so
     that a run where no spec changed needs neither jsonschema nor its import time.
-    The digest covers the schema too: a new schema validates everything again."""
+    The digest covers every schema (user-data refers to the container schema): a
+    new schema validates everything again."""
 
     FILE = "validated.json"
 
@@ -676,7 +957,7 @@ class SchemaMemo:
         self.passed = set()
 
     def problems(self, kind, document, where, path_prefix=""):
-        digest = short_hash([VALIDATION_RULES, schema_texts()[kind], document], 32)
+        digest = short_hash([VALIDATION_RULES, SCHEMA_TEXTS, kind, document], 32)
         if digest in self.known:
             self.passed.add(digest)
             return []
@@ -2362,7 +2643,7 @@ def usage_problem(argv):
             skip = name in takes_value and "=" not in arg
         else:
             words.append(arg)
-    extra = words[1:] if words[:1] == ["validate"] else words
+    extra = words[1:] if words[:1] in (["validate"], ["schema"]) else words
     return f"unexpected argument {extra[0]!r}" if extra else None
 
 
@@ -2378,6 +2659,9 @@ def main(argv=None):
         print("\n".join(filter(None, (reason, usage, "Run 'dockerup --help' for the options."))), file=sys.stderr)
         return EXIT_FATAL
     setup_logging(args["--verbose"])
+    if args["schema"]:
+        sys.stdout.write(SCHEMA_TEXTS["user-data" if args["user-data"] else "container"])
+        return EXIT_OK
     try:
         config = load_config(args)
         if args["validate"]:

@@ -15,7 +15,6 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     py_modules=["dockerup"],
-    data_files=[("share/dockerup/schema", ["schema/container.schema.json", "schema/user-data.schema.json"])],
     install_requires=["sh>=2", "jsonschema>=4.18", "requests>=2", "docopt-ng>=0.9"],
     entry_points={"console_scripts": ["dockerup = dockerup:main"]},
 )

@@ -25,6 +25,8 @@ KEEP_RUNNING = "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"
 BUSYBOX_APPLETS = ("sh", "sleep", "cat", "echo", "env", "id", "hostname", "ls", "true", "false", "test", "kill",
                    "ps", "wget", "nc", "httpd", "touch", "mkdir", "rm", "grep", "ulimit", "stat", "head")
 TEST_LABEL = "dockerup-test"  # on every container a test makes by hand
+# The engine under test: DOCKER_HOST (a private dockerd, for runs side by side), else the system one.
+ENGINE = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
 def docker(*args, check=True, timeout=120):
@@ -185,7 +187,8 @@ class Host:
         self.configure()
 
     def configure(self, **settings):
-        values = {"confdir": self.confdir, "cache": self.cache, "pull": "false", "settle": "0.3", "interval": "1"}
+        values = {"confdir": self.confdir, "cache": self.cache, "pull": "false", "settle": "0.3", "interval": "1",
+                  "remote": ENGINE}
         values.update(settings)
         self.config.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
 

@@ -115,7 +115,9 @@ class Wrapper:
 
 # ---- A private Docker engine ----------------------------------------------------------
 
-BRIDGE, BRIDGE_ADDRESS = "dockerupf0", "172.31.0.1/16"
+# Another name and subnet where two test runs side by side each start private engines.
+BRIDGE = os.environ.get("DOCKERUP_TEST_BRIDGE", "dockerupf0")
+BRIDGE_ADDRESS = os.environ.get("DOCKERUP_TEST_BRIDGE_ADDRESS", "172.31.0.1/16")
 
 
 def ip(*args, check=True):

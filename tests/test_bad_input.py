@@ -18,7 +18,7 @@ import dockerup
 
 GOOD = "badinput-ok"  # the valid spec every case runs beside the bad one
 BAD = "web.json"
-SCHEMA = json.loads((dockerup.find_schema_dir() / "container.schema.json").read_text())
+SCHEMA = json.loads(dockerup.SCHEMA_TEXTS["container"])
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import dockerup
 from conftest import IMAGE, KEEP_RUNNING, Host, remove_test_containers
 from faults_support import assert_clean_output, changing_commands
 
-SCHEMA = json.loads((dockerup.find_schema_dir() / "container.schema.json").read_text())
+SCHEMA = json.loads(dockerup.SCHEMA_TEXTS["container"])
 VALIDATOR = dockerup.schema_validator("container")
 IN_CI = os.environ.get("CI") == "true"
 
