@@ -2245,11 +2245,26 @@ class Memory:
 
     @classmethod
     def from_json(cls, value):
+        """Raises ValueError (or TypeError) for anything this dockerup would not write."""
         def entries(key, kind):
-            return {identity: kind(**fields) for identity, fields in value.get(key, {}).items()}
+            return {identity: typed(kind, fields) for identity, fields in value.get(key, {}).items()}
 
-        return cls(set(value.get("images", [])), entries("failures", Failure), entries("previous", Previous),
-                   entries("pins", Pin))
+        images = value.get("images", [])
+        if not all(isinstance(image, str) for image in images):
+            raise ValueError("images: expected strings")
+        return cls(set(images), entries("failures", Failure), entries("previous", Previous), entries("pins", Pin))
+
+
+def typed(kind, fields):
+    """A dataclass from a JSON object whose every value has its field's type."""
+    from dataclasses import fields as fields_of
+
+    for spec in fields_of(kind):
+        value = fields.get(spec.name)
+        expected = (int, float) if spec.type is float else spec.type
+        if spec.name in fields and (not isinstance(value, expected) or isinstance(value, bool) != (spec.type is bool)):
+            raise ValueError(f"{kind.__name__}.{spec.name}: expected {spec.type.__name__}")
+    return kind(**fields)
 
 
 def memory_file(scope):
@@ -2753,6 +2768,8 @@ def plan_held(spec, old, want, failure, remove_others):
     note = (f"{spec.label}: not updating to {want.image} ({short_id(want.image_id or '')}): it failed at "
             f"{clock(failure.at)} ({failure.reason}); {when}, or run `dockerup retry {spec.label}`")
     actions = remove_others([old], f"a failed update of {spec.label}")
+    if spec.name and old.name != spec.name:
+        actions.append(RenameContainer(spec, old, "finish an interrupted rollback"))
     if not old.alive and old.status != "dead" and not (spec.one_shot and old.exit_code == 0):
         actions.append(StartContainer(spec, old, f"container is {old.status}; its update failed before"))
     return SpecPlan(Outcome.HELD, actions, old, notes=[note])
@@ -2909,9 +2926,24 @@ TEMP_NEW, TEMP_OLD = ".dockerup-new-", ".dockerup-old-"
 class ActionFailed(DockerupError):
     exit_code = EXIT_PROBLEMS
 
-    def __init__(self, message, reason=None):
+    def __init__(self, message, reason=None, cause=None):
         super().__init__(message)
         self.reason = reason or message  # short, for the memory of failed updates
+        self.cause = cause  # the docker error behind it, if any
+
+    @property
+    def update_failed(self):
+        """Whether the update itself failed, rather than the host under it: only
+        then is the failure remembered and the update held back."""
+        if isinstance(self.cause, (DaemonUnreachable, DockerTimeout)):
+            return False
+        return not any(marker in self.reason for marker in HOST_CONDITIONS)
+
+
+# What docker says when the host, not the new container, is at fault: a port someone
+# else holds, a full disk. The next run tries the update again.
+HOST_CONDITIONS = ("address already in use", "port is already allocated", "no space left on device",
+                   "was killed by signal")
 
 
 class StopRequest:
@@ -3022,7 +3054,7 @@ class Executor:
             else:
                 self.replace_stop_first(action)
         except ActionFailed as e:
-            if not self.docker.dry_run and not self.stop:  # a stop is not the update's fault
+            if not self.docker.dry_run and not self.stop and e.update_failed:  # a stop is not the update's fault
                 self.memory.failures[spec.identity] = Failure(action.want.spec_hash, action.want.image_id or "",
                                                               action.want.image, self.now(), e.reason,
                                                               action.attempts)
@@ -3047,7 +3079,7 @@ class Executor:
         except DockerError as e:
             self.remove_half_created(labels)
             raise ActionFailed(f"replacement of {spec.label} did not start: {e.detail}; {old.short} keeps running",
-                               reason=f"did not start: {e.detail}")
+                               reason=f"did not start: {e.detail}", cause=e)
         new = temporary or new
         try:
             self.wait_until_up(new, spec)
@@ -3065,7 +3097,7 @@ class Executor:
             self.docker.change("rename", retired, old.name, reason=f"put {old.name} back")
             self.docker.change("rm", "--force", "--volumes", temporary, reason=f"replacement of {spec.label} failed")
             raise ActionFailed(f"cannot rename the replacement of {spec.label}: {e.detail}; {old.short} keeps running",
-                               reason=f"cannot rename it: {e.detail}")
+                               reason=f"cannot rename it: {e.detail}", cause=e)
         self.retire(old, retired, why, action.keep_old)
 
     def retire(self, old, ref, reason, keep):
@@ -3098,7 +3130,8 @@ class Executor:
             detail = e.detail if isinstance(e, DockerError) else str(e)
             failures = self.undo(spec, done, labels)
             raise ActionFailed(f"replacement of {spec.label} failed: {detail}; "
-                               + ("; ".join(failures) or f"put back {old.short} as it was"), reason=detail)
+                               + ("; ".join(failures) or f"put back {old.short} as it was"), reason=detail,
+                               cause=e if isinstance(e, DockerError) else getattr(e, "cause", None))
         if not action.keep_old:
             self.docker.change("rm", aside, reason=why)
 
@@ -3127,16 +3160,18 @@ class Executor:
 
     def roll_back(self, action):
         """The replacement failed its probation: remove it, put the kept container back
-        under its name and start it. The run says so (a problem: exit 1)."""
+        under its name and start it. The failure is remembered first, so that a run
+        interrupted half-way finishes the rollback instead of trying the update again.
+        The run says so (a problem: exit 1), unless the rollback was asked for."""
         spec, current, kept = action.spec, action.current, action.kept
         why = f"roll back {spec.label}: {action.reason}"
+        if not self.docker.dry_run:
+            self.memory.failures[spec.identity] = action.failure
+            self.remember()
         self.docker.change("rm", "--force", "--volumes", current.id, reason=why)
         if spec.name and kept.name != spec.name:
             self.docker.change("rename", kept.name, spec.name, reason=why)
         self.docker.change("start", spec.name or kept.id, reason=why)
-        if not self.docker.dry_run:
-            self.memory.failures[spec.identity] = action.failure
-            self.remember()
         self.send_signals(spec)
         if action.failure.manual:
             log.info("%s: rolled back to %s by hand", spec.label, kept.short)

@@ -3,6 +3,7 @@ must never be skipped: without an engine they fail, loudly."""
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,8 +20,12 @@ sys.path.insert(0, str(ROOT))
 
 # Test images: busybox in an otherwise empty root filesystem. Their shell traps
 # TERM, so stopping one takes milliseconds, not docker's 10 second grace.
-IMAGE = "dockerup-test/app:1"
-IMAGE_2 = "dockerup-test/app:2"
+# Test images are named under a registry on loopback where nothing listens: should a
+# test ever pull one that is missing, the pull fails at once instead of asking Docker
+# Hub (no test traffic ever leaves this machine).
+LOCAL = "localhost:1/dockerup-test"
+IMAGE = f"{LOCAL}/app:1"
+IMAGE_2 = f"{LOCAL}/app:2"
 KEEP_RUNNING = "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"
 BUSYBOX_APPLETS = ("sh", "sleep", "cat", "echo", "env", "id", "hostname", "ls", "true", "false", "test", "kill",
                    "ps", "wget", "nc", "httpd", "touch", "mkdir", "rm", "grep", "ulimit", "stat", "head")
@@ -36,8 +41,9 @@ def docker(*args, check=True, timeout=120):
     return result.stdout
 
 
-def build_image(tag, marker):
-    """Import a busybox root filesystem as `tag`; `marker` makes its id unique."""
+def build_image(tag, marker, command=KEEP_RUNNING, volumes=()):
+    """Import a busybox root filesystem as `tag`; `marker` makes its id (and its one
+    layer) unique. `command` is the shell command it runs; `volumes` its VOLUMEs."""
     busybox = shutil.which("busybox") or "/bin/busybox"
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
@@ -49,10 +55,10 @@ def build_image(tag, marker):
         (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n")
         (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
         (root / "marker").write_text(marker)
-        cmd = json.dumps(["/bin/sh", "-c", KEEP_RUNNING])
+        cmd = json.dumps(["/bin/sh", "-c", command])
+        changes = ["-c", f"CMD {cmd}"] + (["-c", f"VOLUME {json.dumps(list(volumes))}"] if volumes else [])
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "import", "-c", f"CMD {cmd}", "-", tag], stdin=tar.stdout, check=True,
-                       capture_output=True)
+        subprocess.run(["docker", "import", *changes, "-", tag], stdin=tar.stdout, check=True, capture_output=True)
         tar.wait()
     return docker("image", "inspect", "--format", "{{.Id}}", tag).strip()
 
@@ -141,7 +147,7 @@ class Registry:
             "version: 0.1\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'data'}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n"
-            "log:\n  level: error\n")
+            "log:\n  level: error\n")  # the access log, one line a request, is written all the same
         self.log = open(self.root / "registry.log", "w")
         self.process = None
         self.start()
@@ -156,6 +162,16 @@ class Registry:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
+
+    def requests(self):
+        """Every request the registry has served so far, as "METHOD /path" strings."""
+        self.log.flush()
+        text = (self.root / "registry.log").read_text()
+        return re.findall(r'"((?:GET|HEAD|PUT|POST|PATCH|DELETE) \S+) HTTP', text)
+
+    def downloads(self, repository, since=0):
+        """Manifest and blob downloads (GETs) of a repository among requests()[since:]."""
+        return [r for r in self.requests()[since:] if r.startswith(f"GET /v2/{repository}/")]
 
     def push(self, source, name):
         """Push local image `source` as NAME in this registry; returns the reference."""
@@ -188,6 +204,7 @@ class Host:
 
     def configure(self, **settings):
         values = {"confdir": self.confdir, "cache": self.cache, "pull": "false", "settle": "0.3", "interval": "1",
+                  "probation": "0",
                   "remote": ENGINE}
         values.update(settings)
         self.config.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
