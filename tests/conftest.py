@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -94,18 +95,31 @@ def write_files(directory, files):
             path.write_text(json.dumps(content))
 
 
-def remove_test_containers():
-    ids = docker("ps", "-aq", "--filter", "label=dockerup.id").split()
-    ids += docker("ps", "-aq", "--filter", f"label={TEST_LABEL}").split()
+def remove_test_containers(scope):
+    """Every container of one test: those dockerup made in its scope, and those the
+    test made by hand (labelled TEST_LABEL=scope). Never anyone else's: tests, and
+    test runs side by side, share one engine."""
+    ids = docker("ps", "-aq", "--filter", f"label=dockerup.scope={scope}").split()
+    ids += docker("ps", "-aq", "--filter", f"label={TEST_LABEL}={scope}").split()
     if ids:
         docker("rm", "--force", "--volumes", *sorted(set(ids)), check=False)
 
 
+KEEPER_SCOPE = "dockerup-test-keepers"
+
+
 def ensure_test_images():
-    """dockerup's image cleanup may remove a test image a test stopped using."""
+    """The shared test images, each held by a created (never started) container of a
+    scope of its own: dockerup's cleanup never removes an image a container uses, so
+    no test's cleanup can take the images from a test running beside it."""
     for tag, marker in ((IMAGE, "1"), (IMAGE_2, "2")):
         if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
             build_image(tag, marker)
+        image_id = docker("image", "inspect", "--format", "{{.Id}}", tag).strip()
+        if not docker("ps", "-aq", "--filter", f"label=dockerup.scope={KEEPER_SCOPE}", "--filter",
+                      f"ancestor={image_id}").split():
+            docker("create", "--label", f"dockerup.id=keeper-{marker}", "--label", f"dockerup.scope={KEEPER_SCOPE}",
+                   image_id, "true")
 
 
 @pytest.fixture(scope="session")
@@ -191,11 +205,16 @@ def registry(engine, tmp_path_factory):
 
 
 class Host:
-    """A confdir, a cache and a configuration file of a test's own, and ways to
-    run dockerup against the real engine and look at what it did."""
+    """A confdir, a cache, a configuration file and a dockerup scope of a test's own,
+    and ways to run dockerup against the real engine and look at what it did. Give
+    every container a name of the test's own (`host.name("web")`) and label those made
+    by hand with `host.label` (TEST_LABEL=scope), so that tests side by side on one
+    engine never meet."""
 
-    def __init__(self, root):
+    def __init__(self, root, scope=None):
         self.root = Path(root)
+        self.scope = scope if scope is not None else f"t{uuid.uuid4().hex[:8]}"
+        self.label = f"{TEST_LABEL}={self.scope}"
         self.confdir = self.root / "containers.d"
         self.cache = self.root / "cache"
         self.config = self.root / "dockerup.conf"
@@ -204,10 +223,13 @@ class Host:
 
     def configure(self, **settings):
         values = {"confdir": self.confdir, "cache": self.cache, "pull": "false", "settle": "0.3", "interval": "1",
-                  "probation": "0",
-                  "remote": ENGINE}
+                  "probation": "0", "remote": ENGINE, "scope": self.scope}
         values.update(settings)
         self.config.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+
+    def name(self, base):
+        """A container name of this test's own."""
+        return f"{self.scope}-{base}"
 
     def spec(self, filename, **document):
         """Write a spec file; `image` defaults to the first test image."""
@@ -232,8 +254,8 @@ class Host:
         return result
 
     def managed(self):
-        """Inspect output of every container dockerup owns, by name."""
-        ids = docker("ps", "-aq", "--filter", "label=dockerup.id").split()
+        """Inspect output of every container dockerup made in this test's scope, by name."""
+        ids = docker("ps", "-aq", "--filter", f"label=dockerup.scope={self.scope}").split()
         return {c["Name"].lstrip("/"): c for c in json.loads(docker("inspect", *ids))} if ids else {}
 
     def inspect(self, name):
@@ -243,9 +265,18 @@ class Host:
         return {name: c["Id"] for name, c in self.managed().items() if c["State"]["Running"]}
 
 
+    def leftovers(self):
+        """Names of this test's containers an update left under a temporary name."""
+        return leftovers(docker("ps", "-a", "--filter", f"label=dockerup.scope={self.scope}",
+                                "--format", "{{.Names}}").split())
+
+    def remove_containers(self):
+        remove_test_containers(self.scope)
+
+
 @pytest.fixture
 def host(engine, tmp_path):
-    remove_test_containers()
     ensure_test_images()
-    yield Host(tmp_path)
-    remove_test_containers()
+    host = Host(tmp_path)
+    yield host
+    host.remove_containers()
