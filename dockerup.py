@@ -18,7 +18,8 @@ Options:
   --confdir DIR       Directory of container specs, one *.json file each
                       [default /etc/dockerup/containers.d].
   --remote URL        Docker daemon [default unix:///var/run/docker.sock].
-  --interval SECONDS  Seconds between syncs with --server [default 60].
+  --interval SECONDS  Seconds between full syncs (pulls, user-data) with --server
+                      [default 60].
   --aws               Also read containers from EC2 user-data.
   --no-aws            Do not read EC2 user-data [the default].
   --pull              Pull images to look for updates [the default].
@@ -31,7 +32,9 @@ Options:
                       and roll back if the replacement fails [default 300; 0 off].
   --scope NAME        Own only the containers labelled with this scope [default
                       empty: those with no scope].
-  --server            Keep running: sync every interval seconds until SIGTERM.
+  --server            Keep running until SIGTERM: sync fully every interval seconds
+                      and on SIGHUP, and within a second of a change of the spec
+                      files or of the configuration file.
   --dry-run           Print the docker commands a run would execute, one per
                       line with the reason as a # comment; change nothing.
   --show-secrets      Show env values in logs and --dry-run output (masked as ***).
@@ -249,6 +252,20 @@ def load_config(args):
     )
 
 
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where a server's configuration comes from, to read it again when its file changes."""
+
+    args: dict
+
+    @property
+    def path(self):
+        return self.args.get("--config") or DEFAULT_CONFIG_FILE
+
+    def load(self):
+        return load_config(self.args)
+
+
 def describe_os_error(error):
     if isinstance(error, UnicodeDecodeError):
         return f"not valid UTF-8 (byte 0x{error.object[error.start]:02x} at offset {error.start})"
@@ -464,8 +481,17 @@ SCHEMA_TEXTS = {
           "type": "boolean"
         },
         "rolling": {
-          "description": "Reserved by the original dockerup; not implemented, has no effect.",
-          "type": "boolean"
+          "description": "Spread an image across a fleet: a new image for the tag is applied only after a delay of this host's own, the same for a host and an image every time and spread evenly over the window (seconds, default 3600, at most 7 days) across hosts. true for the default window, or {\"window\": SECONDS}. Spec changes and missing containers are not held back.",
+          "anyOf": [
+            {"type": "boolean"},
+            {
+              "type": "object",
+              "additionalProperties": false,
+              "properties": {
+                "window": {"description": "Seconds over which the fleet takes a new image (default 3600).", "type": "number", "minimum": 0, "maximum": 604800}
+              }
+            }
+          ]
         }
       }
     },
@@ -661,6 +687,7 @@ SPEC_FILE_LIMIT = 1024 * 1024
 SOURCE_CONFDIR, SOURCE_USER_DATA = "confdir", "user-data"
 SIZE_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?) ?([kKmMgGtTpP]?)[iI]?[bB]?$")
 DOCKER_MIN_MEMORY = 6 * 1024 * 1024
+ROLLING_WINDOW = 3600.0  # update.rolling's default window, in seconds
 
 
 @dataclass(frozen=True)
@@ -714,6 +741,14 @@ class Spec:
 
     def may_pull(self, config):
         return config.pull and self.doc.get("update", {}).get("pull", True)
+
+    @property
+    def rolling_window(self):
+        """Seconds over which a fleet takes a new image (update.rolling), or None."""
+        rolling = self.doc.get("update", {}).get("rolling", False)
+        if isinstance(rolling, dict):
+            return float(rolling.get("window", ROLLING_WINDOW))
+        return ROLLING_WINDOW if rolling else None
 
     @property
     def dependencies(self):
@@ -1123,8 +1158,6 @@ def check_spec(spec):
                 bad(key, f"cannot be used with network {network!r} (docker refuses or ignores it)")
     for path in reference_paths(doc, own) if own else ():
         bad(path, SELF_REFERENCE[re.match(r"[a-z]+", path)[0]])
-    if doc.get("update", {}).get("rolling"):
-        log.warning("%s: update.rolling is not implemented and has no effect", Problem(spec.where, "", spec.path))
     return problems
 
 
@@ -1494,6 +1527,15 @@ def last_good_user_data(cache_dir, problems, memo=None):
         return UserData([], problems, [], False)
     problems.append(Problem("user-data", f"keeping the last good user-data ({plural(len(specs), 'container')})"))
     return UserData(specs, problems, documents, False)
+
+
+def cached_user_data(cache_dir, memo=None):
+    """The user-data the last full sync read, for a sync between full syncs: its
+    containers are converged, but none is removed, since the metadata service was
+    not asked."""
+    data = read_cache_bytes(cache_dir, USER_DATA_CACHE)
+    specs, problems, documents = parse_user_data(data, "user-data", memo) if data is not None else ([], [], [])
+    return UserData([] if problems else specs, [], [] if problems else documents, False)
 
 
 @dataclass
@@ -2174,6 +2216,21 @@ def own_container_id():
     return None
 
 
+def host_identity():
+    """What tells this host from the others of a fleet, for update.rolling's delays:
+    systemd's /etc/machine-id, else the host name. An image made from a systemd
+    distribution carries an empty or "uninitialized" machine-id of its own, which
+    would be the same on every host."""
+    try:
+        with open("/etc/machine-id", encoding="ascii") as f:
+            machine_id = f.read(64).strip()
+    except (OSError, ValueError):
+        machine_id = ""
+    if machine_id and machine_id != "uninitialized":
+        return machine_id
+    return os.uname().nodename
+
+
 # ---- What dockerup remembers ------------------------------------------------------
 # The engine's labels say what each container is; the cache adds what only history
 # can tell: updates that failed, the image each update replaced, rollbacks' pins, and
@@ -2228,12 +2285,22 @@ class Previous:
 
 
 @dataclass
+class Sighting:
+    """When this host first saw the image an update.rolling spec's tag points at: its
+    turn to take it comes a delay of its own after that."""
+
+    image_id: str
+    at: float
+
+
+@dataclass
 class Memory:
     images: set = field(default_factory=set)  # image ids this scope's containers used
     failures: dict = field(default_factory=dict)  # identity -> Failure
     previous: dict = field(default_factory=dict)  # identity -> Previous
     pins: dict = field(default_factory=dict)  # identity -> Pin
     rollbacks: set = field(default_factory=set)  # identities `dockerup rollback` names (not saved)
+    sightings: dict = field(default_factory=dict)  # identity -> Sighting, while a rolling update waits
 
     def to_json(self):
         from dataclasses import asdict
@@ -2241,7 +2308,8 @@ class Memory:
         return {"version": MEMORY_VERSION, "images": sorted(self.images),
                 "failures": {k: asdict(v) for k, v in sorted(self.failures.items())},
                 "previous": {k: asdict(v) for k, v in sorted(self.previous.items())},
-                "pins": {k: asdict(v) for k, v in sorted(self.pins.items())}}
+                "pins": {k: asdict(v) for k, v in sorted(self.pins.items())},
+                "sightings": {k: asdict(v) for k, v in sorted(self.sightings.items())}}
 
     @classmethod
     def from_json(cls, value):
@@ -2252,7 +2320,8 @@ class Memory:
         images = value.get("images", [])
         if not all(isinstance(image, str) for image in images):
             raise ValueError("images: expected strings")
-        return cls(set(images), entries("failures", Failure), entries("previous", Previous), entries("pins", Pin))
+        return cls(set(images), entries("failures", Failure), entries("previous", Previous), entries("pins", Pin),
+                   sightings=entries("sightings", Sighting))
 
 
 def typed(kind, fields):
@@ -2319,7 +2388,7 @@ class Outcome(enum.Enum):
     UPDATE = "update in place"
     PROBATION = "on probation"
     ROLL_BACK = "roll back"
-    HELD = "update held back"  # a remembered failure or a pin keeps what runs
+    HELD = "update held back"  # a remembered failure, a pin or update.rolling keeps what runs
     FINISHED = "finished"  # a one-shot container that exited 0
     STALE = "image unavailable"  # the running container is left as it is
     FAILED = "failed"  # cannot be converged; a problem says why
@@ -2416,6 +2485,7 @@ class Plan:
     kept: list  # specs already as declared
     outcomes: dict = field(default_factory=dict)  # identity -> Outcome
     memory: Memory = field(default_factory=Memory)  # what to remember, before the actions' results
+    held_until: dict = field(default_factory=dict)  # identity -> when update.rolling lets its new image in
 
 
 def plan_pulls(specs, images, config, memory=None):
@@ -2468,6 +2538,7 @@ class Context:
     images: Images
     by_name: dict
     current_of: dict
+    host: str = ""  # host_identity(): what makes this host's update.rolling delays its own
 
 
 @dataclass
@@ -2480,11 +2551,12 @@ class SpecPlan:
 
 
 def plan_changes(declared, state, memory=None, config=None, *, now=None, own_id=None, pending_pulls=(),
-                 pull_errors=None):
+                 pull_errors=None, host_identity=""):
     """Decide every action. `memory` is what earlier runs remembered (read_memory);
     `pending_pulls` are images that a dry run would have pulled: they are assumed to
     arrive, unchanged where already present. `pull_errors` says why a missing image
-    could not be pulled. The plan's memory is `memory` as this plan leaves it."""
+    could not be pulled. `host_identity` sets this host's update.rolling delays. The
+    plan's memory is `memory` as this plan leaves it."""
     config = config or default_config()
     memory = copy.deepcopy(memory) if memory is not None else Memory()
     now = time.time() if now is None else now
@@ -2513,7 +2585,11 @@ def plan_changes(declared, state, memory=None, config=None, *, now=None, own_id=
     holders = {name: c for name, c in by_name.items() if not (c.managed and c.scope == config.scope)}
     moved, restarted, failed, current_of = set(), set(), set(), {}
     pending = {normalize_image_ref(image) for image in pending_pulls}
-    context = Context(config, now, own_id, state.images, by_name, current_of)
+    context = Context(config, now, own_id, state.images, by_name, current_of, host_identity)
+    held_images = set()
+    if not declared.incomplete_sources:
+        for identity in memory.sightings.keys() - {spec.identity for spec in declared.specs}:
+            del memory.sightings[identity]
     for spec in declared.specs:
         holder = holders.get(spec.name)
         if holder:
@@ -2542,9 +2618,17 @@ def plan_changes(declared, state, memory=None, config=None, *, now=None, own_id=
             why = (pull_errors or {}).get(normalize_image_ref(spec.image), "no pull was attempted")
             decision = plan_unavailable_image(spec, group, why)
         else:
+            want, hold = plan_rolling(spec, group, want, memory, context)
             network = spec.doc.get("network", "")
             followed = [d for d in spec.dependencies if d in moved or (d in restarted and network == f"container:{d}")]
             decision = plan_spec(spec, group, want, followed, memory, context)
+            if hold:
+                plan.held_until[spec.identity] = hold.until
+                held_images.add(want.image_id)
+                if decision.outcome == Outcome.KEEP:
+                    decision.outcome = Outcome.HELD
+                if hold.first or config.dry_run:  # logged once, on the run that sees the image first
+                    decision.notes.append(hold.note(spec))
         plan.actions += decision.actions
         plan.outcomes[spec.identity] = decision.outcome
         plan.notes += decision.notes
@@ -2565,7 +2649,7 @@ def plan_changes(declared, state, memory=None, config=None, *, now=None, own_id=
         elif decision.outcome == Outcome.FAILED:
             failed.add(spec.name)
 
-    plan.actions += plan_image_cleanup(declared, state, leaving, memory, config, ours)
+    plan.actions += plan_image_cleanup(declared, state, leaving, memory, config, ours, held_images)
     return plan
 
 
@@ -2747,6 +2831,57 @@ def plan_pin_previous(spec, members, current, want, remove_others, memory, conte
     return plan_update(spec, members, pinned, reason, remove_others, None, context)
 
 
+@dataclass(frozen=True)
+class RollingHold:
+    """A new image that update.rolling keeps out until this host's turn."""
+
+    image: str
+    image_id: str
+    until: float
+    window: float
+    first: bool  # this run is the first to see the image
+
+    def note(self, spec):
+        return (f"update of {spec.label} to {self.image} ({short_id(self.image_id)}) held until {clock(self.until)} "
+                f"(rolling: this host's turn in a {self.window:g}s window)")
+
+
+def rolling_delay(host, image_id, window):
+    """Seconds this host waits after first seeing `image_id` before it applies it:
+    spread evenly over [0, window) across hosts, the same every time for one host and
+    image, and in another order for the next image, so that no host is always first."""
+    digest = hashlib.sha256(f"{host}\n{image_id}".encode()).digest()
+    return window * int.from_bytes(digest[:8], "big") / 2 ** 64
+
+
+def plan_rolling(spec, group, want, memory, context):
+    """update.rolling: a new image for the tag of a spec that is otherwise unchanged
+    waits for this host's turn. Returns the Want to plan with (while held, the image
+    the container runs, so that everything else, such as a probation or an in-place
+    update, goes on as usual) and a RollingHold, or None. A changed spec or a missing
+    container is never held; a failed update of the image is the failure memory's."""
+    window = spec.rolling_window
+    if window is None:
+        memory.sightings.pop(spec.identity, None)
+        return want, None
+    failure = memory.failures.get(spec.identity)
+    same_spec = [c for c in group if c.labels.get(LABEL_HASH) == want.spec_hash and c.status != "dead"]
+    if (not want.image_id or want.pinned or spec.identity in memory.rollbacks or not same_spec
+            or any(c.image_id == want.image_id for c in same_spec)
+            or (failure and failure.matches(want.spec_hash, want.image_id))):
+        return want, None
+    sighting = memory.sightings.get(spec.identity)
+    first = sighting is None or sighting.image_id != want.image_id
+    if first:
+        sighting = memory.sightings[spec.identity] = Sighting(want.image_id, context.now)
+    until = sighting.at + rolling_delay(context.host, want.image_id, window)
+    if context.now >= until:
+        return want, None
+    old = min(same_spec, key=lambda c: (not c.alive, bool(spec.name) and c.name != spec.name, -c.created))
+    kept = Want(want.labels, old.image_id, context.images.digest_ref(old.image_id) or old.image_id)
+    return kept, RollingHold(want.image, want.image_id, until, window, first)
+
+
 def probation_failure(spec, container):
     """Why a replacement on probation counts as failed, or ""."""
     if container.status == "exited" and spec.one_shot and container.exit_code == 0:
@@ -2892,13 +3027,13 @@ def clock(seconds):
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
 
-def plan_image_cleanup(declared, state, leaving, memory, config, ours):
+def plan_image_cleanup(declared, state, leaving, memory, config, ours, held=()):
     """Images this scope used that nothing will use after this run: no remaining
-    container, no declared spec, no pin. Untagged images someone else left are
-    removed only with exclusive=true."""
+    container, no declared spec, no pin, no image an update.rolling hold keeps
+    (`held`). Untagged images someone else left are removed only with exclusive=true."""
     referenced = {c.image_id for c in state.containers if c.id not in leaving}
     referenced |= {state.images.resolve(spec.image) for spec in declared.specs}
-    referenced |= {pin.image_id for pin in memory.pins.values()}
+    referenced |= {pin.image_id for pin in memory.pins.values()} | set(held)
     used = (memory.images | {c.image_id for c in ours}) & state.images.ids
     candidates = used | (state.images.dangling if config.exclusive else set())
     actions = []
@@ -3301,11 +3436,16 @@ def pull_images(docker, pulls, stop):
     return errors, changed
 
 
-def converge(config, docker, stop, request=None):
+def converge(config, docker, stop, request=None, fetch=True):
     """One sync of the host with its declarations. `request` is what `dockerup retry`
-    or `dockerup rollback` asks of this run. Returns the exit code."""
+    or `dockerup rollback` asks of this run. Without `fetch` (a server's sync after a
+    change of its spec files) neither the registry nor the metadata service is asked:
+    only missing images are pulled, and user-data is the last one read. Returns the
+    exit code."""
     started = time.monotonic()
     memo = SchemaMemo(config.cache)
+    if not fetch:
+        config = replace(config, pull=False)
     user_data = None
     if config.aws:
         endpoint = metadata_endpoint()
@@ -3313,6 +3453,8 @@ def converge(config, docker, stop, request=None):
             log.warning("aws=true, but AWS_EC2_METADATA_DISABLED=true: EC2 user-data is not read")
             # Not looking is not a 404: what user-data declared is left as it is.
             user_data = UserData([], [], [], False)
+        elif not fetch:
+            user_data = cached_user_data(config.cache, memo)
         else:
             user_data = read_user_data(config.cache, endpoint, memo, remember=not config.dry_run)
     declared = load_declared(config, user_data, memo)
@@ -3326,7 +3468,8 @@ def converge(config, docker, stop, request=None):
         state = HostState(state.containers, read_images(docker))
     own_id = own_container_id()
     plan = plan_changes(declared, state, memory, config, now=time.time(), own_id=own_id,
-                        pending_pulls=pulls if config.dry_run else (), pull_errors=pull_errors)
+                        pending_pulls=pulls if config.dry_run else (), pull_errors=pull_errors,
+                        host_identity=host_identity())
     for note in plan.notes:
         log.warning("%s", note)
 
@@ -3385,32 +3528,135 @@ class Request:
         return problems
 
 
-def converge_locked(config, docker, stop, request=None):
+def converge_locked(config, docker, stop, request=None, fetch=True):
     fd = host_lock(config.cache)
     try:
-        return converge(config, docker, stop, request)
+        return converge(config, docker, stop, request, fetch)
     finally:
         os.close(fd)
 
 
-def serve(config, docker, stop):
-    """Sync every interval seconds until SIGTERM/SIGINT; no error ends the loop."""
-    log.info("dockerup %s serving: syncing every %gs", __version__, config.interval)
+# ---- Serving ---------------------------------------------------------------------
+# A server syncs fully (registry pulls, user-data) every `interval` seconds and on
+# SIGHUP. In between it looks at its configuration's files once a WATCH_PERIOD, which
+# costs no docker call, and syncs at once when they change.
+
+WATCH_PERIOD = 1.0
+
+
+def file_signature(path):
+    """What any write, replacement or removal of a file changes. The change time
+    too: `cp -p`, tar and `rsync -t` keep the modification time."""
+    try:
+        found = os.stat(path)
+    except OSError as e:
+        return describe_os_error(e)
+    return found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A server's view of its configuration between syncs."""
+
+    config_file: object  # file_signature of the configuration file
+    spec_files: object  # ((name, file_signature), ...) of confdir's *.json, or why it cannot be read
+
+
+def look_at_configuration(config_file, confdir):
+    try:
+        names = sorted(name for name in os.listdir(confdir) if name.endswith(".json") and not name.startswith("."))
+    except OSError as e:
+        return Watched(config_file and file_signature(config_file), describe_os_error(e))
+    return Watched(config_file and file_signature(config_file),
+                   tuple((name, file_signature(os.path.join(confdir, name))) for name in names))
+
+
+def describe_change(before, after):
+    if isinstance(before.spec_files, str) or isinstance(after.spec_files, str):
+        return "the container directory changed"
+    old, new = dict(before.spec_files), dict(after.spec_files)
+    names = sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f"{', '.join(names[:3])}{more} changed"
+
+
+def reconfigure(config, docker, source):
+    """The configuration after its file changed, read as at start (options given on
+    the command line still win): (config, docker, whether it differs). A file with a
+    mistake, such as one half saved, leaves the configuration in use."""
+    try:
+        new = source.load()
+    except DockerupError as e:
+        log.error("%s; keeping the configuration in use", e)
+        return config, docker, False
+    changed = [key for key in CONFIG_KEYS if getattr(new, key) != getattr(config, key)]
+    if not changed:
+        return config, docker, False
+    log.info("%s: configuration changed (%s): a full sync with it now", source.path, ", ".join(changed))
+    if (new.remote, new.timeout) != (config.remote, config.timeout):
+        docker = Docker(new.remote, new.timeout, new.dry_run, new.show_secrets)
+    return new, docker, True
+
+
+def sync_once(config, docker, stop, fetch):
+    """One sync of a server; no error ends the server. Returns the LockHeld of a
+    sync that could not run because another run held the lock."""
+    try:
+        converge_locked(config, docker, stop, fetch=fetch)
+    except LockHeld as e:
+        return e
+    except DockerupError as e:
+        log.error("%s", e)
+    except Exception as e:  # a bug must not stop the host being managed
+        log.error("internal error in this sync: %s: %s", type(e).__name__, e, exc_info=config.verbose)
+    return None
+
+
+def serve(config, docker, stop, sync_now=None, source=None):
+    """Sync until SIGTERM/SIGINT: fully every interval seconds and when `sync_now` is
+    set (SIGHUP); a change of the spec files without pulls within a WATCH_PERIOD; a
+    change of the configuration file (`source`, a ConfigSource) fully, with the
+    configuration read again."""
+    sync_now = sync_now if sync_now is not None else threading.Event()
+    config_file = source.path if source else None
+    log.info("dockerup %s serving: a full sync every %gs and on SIGHUP; changed spec files synced at once",
+             __version__, config.interval)
+    seen, last_full, waiting_for_lock = None, None, False
     while not stop:
-        try:
-            converge_locked(config, docker, stop)
-        except LockHeld as e:
-            log.warning("%s; trying again in %gs", e, config.interval)
-        except DockerupError as e:
-            log.error("%s", e)
-        except Exception as e:  # a bug must not stop the host being managed
-            log.error("internal error in this sync: %s: %s", type(e).__name__, e, exc_info=config.verbose)
-        stop.event.wait(config.interval)
+        files = look_at_configuration(config_file, config.confdir)
+        if source and seen and files.config_file != seen.config_file:
+            config, docker, changed = reconfigure(config, docker, source)
+            files = look_at_configuration(config_file, config.confdir)
+            last_full = None if changed else last_full
+        due = None if last_full is None else last_full + config.interval - time.monotonic()
+        full = due is None or due <= 0 or sync_now.is_set()
+        if not full and files == seen:
+            stop.event.wait(min(WATCH_PERIOD, due))
+            continue
+        if sync_now.is_set():
+            log.info("SIGHUP: a full sync now")
+            sync_now.clear()
+        elif not full and not waiting_for_lock:
+            log.info("%s: syncing now, without pulls", describe_change(seen, files))
+        locked = sync_once(config, docker, stop, fetch=full)
+        if locked and not full:
+            if not waiting_for_lock:
+                log.warning("%s; trying again in %gs", locked, WATCH_PERIOD)
+            waiting_for_lock = True
+            stop.event.wait(WATCH_PERIOD)
+            continue
+        if locked:
+            log.warning("%s; trying again in %gs", locked, config.interval)
+        seen, waiting_for_lock = files, False
+        if full:
+            last_full = time.monotonic()
     log.info("stopping on signal")
     return EXIT_OK
 
 
-def install_signal_handlers(stop):
+def install_signal_handlers(stop, sync_now=None):
+    """SIGTERM and SIGINT stop dockerup after the action in flight; SIGHUP asks a
+    server (which passes `sync_now`) for a full sync."""
     import signal
 
     def handle(signum, frame):
@@ -3423,6 +3669,8 @@ def install_signal_handlers(stop):
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    if sync_now is not None:
+        signal.signal(signal.SIGHUP, lambda signum, frame: sync_now.set())
 
 
 def validate(config, user_data_file):
@@ -3510,10 +3758,11 @@ def main(argv=None):
             return validate(config, args["--user-data"])
         docker = Docker(config.remote, config.timeout, config.dry_run, config.show_secrets)
         stop = StopRequest()
-        install_signal_handlers(stop)
         request = next((Request(kind, args["NAME"]) for kind in ("retry", "rollback") if args[kind]), None)
-        if config.server and not request:
-            return serve(config, docker, stop)
+        sync_now = threading.Event() if config.server and not request else None
+        install_signal_handlers(stop, sync_now)
+        if sync_now is not None:
+            return serve(config, docker, stop, sync_now, ConfigSource(args))
         if config.dry_run:
             return converge(config, docker, stop, request)
         return converge_locked(config, docker, stop, request)
