@@ -3627,6 +3627,7 @@ def serve(config, docker, stop, sync_now=None, source=None):
         if source and seen and files.config_file != seen.config_file:
             config, docker, changed = reconfigure(config, docker, source)
             files = look_at_configuration(config_file, config.confdir)
+            seen = replace(seen, config_file=files.config_file)  # read: only changed spec files need a sync
             last_full = None if changed else last_full
         due = None if last_full is None else last_full + config.interval - time.monotonic()
         full = due is None or due <= 0 or sync_now.is_set()
