@@ -238,49 +238,148 @@ def did_you_mean(word, candidates):
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+class NotRegularFile(OSError):
+    pass
+
+
+def open_regular_file(path, flags):
+    """Open without blocking on a FIFO where a file is expected (a spec, a cache file)."""
+    fd = os.open(path, flags | os.O_NONBLOCK)
+    import stat
+
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(path)
+    return fd
+
+
 # ---- The cache directory ---------------------------------------------------------
 # Holds the lock and two conveniences: the last good user-data and the images
 # dockerup has used. Nothing in it decides what runs, so losing it loses nothing
 # that matters; failing to write it is a warning, not an error.
+# It is trusted only when no one but the user running dockerup can have written
+# to it: a user-data.json planted there would otherwise run as "the last good
+# user-data". So the directory must be that user's and writable by no one else,
+# and its files are never read or written through a symbolic link.
 
 
-def prepare_cache_dir(cache_dir):
+class UntrustedCache(DockerupError):
+    pass
+
+
+def trust_cache_dir(cache_dir, create=True):
+    """Check the cache directory, creating it (0700) where missing unless `create`
+    is false. Returns a descriptor of the directory, or None when it is missing
+    and was not created. Raises UntrustedCache (exit 2) before anything is read."""
+    missing, parent = [], os.path.abspath(cache_dir)
+    while not os.path.isdir(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    if missing:
+        # Others may create entries in a sticky directory (/tmp) but not move ours:
+        # mkdir is atomic, and what it made is checked below like any cache.
+        problem = untrusted_owner(parent, allow_root=True) or untrusted_mode(parent, sticky_ok=True)
+        if problem:
+            raise UntrustedCache(f"{parent}: refusing to create the cache directory {cache_dir} in it: {problem}")
+        if not create:
+            return None
+        for path in reversed(missing):
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                pass  # made meanwhile: judged below like any existing directory
+            except OSError as e:
+                raise DockerupError(f"{cache_dir}: cannot create the cache directory: {describe_os_error(e)}")
     try:
-        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        fd = os.open(cache_dir, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
-        raise DockerupError(f"{cache_dir}: cannot create the cache directory: {describe_os_error(e)}")
+        raise DockerupError(f"{cache_dir}: cannot open the cache directory: {describe_os_error(e)}")
+    problem = untrusted_owner(fd) or untrusted_mode(fd)
+    if problem:
+        os.close(fd)
+        raise UntrustedCache(f"{cache_dir}: refusing the cache directory: {problem}")
     try:
-        if os.stat(cache_dir).st_mode & 0o077:
-            os.chmod(cache_dir, 0o700)
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o700)
     except OSError as e:
         log.debug("%s: cannot restrict permissions: %s", cache_dir, describe_os_error(e))
+    return fd
+
+
+def untrusted_owner(path_or_fd, allow_root=False):
+    """Why the directory's owner cannot be trusted, or "" when it can."""
+    owner, me = os.stat(path_or_fd).st_uid, os.geteuid()
+    if owner == me or (allow_root and owner == 0):
+        return ""
+    return f"it belongs to {describe_user(owner)}, not to {describe_user(me)} running dockerup"
+
+
+def untrusted_mode(path_or_fd, sticky_ok=False):
+    """Why the directory's permissions let others write to it, or "" when they do not."""
+    import stat
+
+    mode = os.stat(path_or_fd).st_mode
+    writers = [who for who, bit in (("its group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if mode & bit]
+    if not writers or (sticky_ok and mode & stat.S_ISVTX):
+        return ""
+    return f"{' and '.join(writers)} can write to it (mode {stat.S_IMODE(mode):04o})"
+
+
+def describe_user(uid):
+    import pwd
+
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def read_cache_bytes(cache_dir, name):
+    path = os.path.join(cache_dir, name)
     try:
-        with open(os.path.join(cache_dir, name), "rb") as f:
+        with open(path, "rb", opener=lambda p, flags: open_regular_file(p, flags | os.O_NOFOLLOW)) as f:
             return f.read()
-    except OSError:
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        log.warning("%s: cannot read the cache: %s; ignored", path, describe_cache_error(e))
         return None
 
 
 def write_cache_bytes(cache_dir, name, data):
-    """Atomically, readable by its owner only."""
+    """Atomically, readable by its owner only, through a temporary file no one
+    can guess or plant a symbolic link at."""
+    import secrets
+
     path = os.path.join(cache_dir, name)
-    temporary = f"{path}.{os.getpid()}.tmp"
+    temporary = f"{path}.{secrets.token_hex(8)}.tmp"
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        log.warning("%s: cannot write the cache: %s", path, describe_os_error(e))
+        return
+    try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())  # else a power loss can leave a renamed but empty or zeroed file
-        os.replace(temporary, path)
+        os.replace(temporary, path)  # replaces a symbolic link at `path`, never follows it
     except OSError as e:
         log.warning("%s: cannot write the cache: %s", path, describe_os_error(e))
         try:
             os.unlink(temporary)
         except OSError:
             pass
+
+
+def describe_cache_error(error):
+    import errno
+
+    if isinstance(error, NotRegularFile):
+        return "not a regular file"
+    if error.errno == errno.ELOOP:
+        return "a symbolic link, which dockerup does not follow there"
+    return describe_os_error(error)
 
 
 def read_cache_list(cache_dir, name):
@@ -311,11 +410,7 @@ def host_lock(cache_dir):
     works on a read-only or full disk too. Returns the descriptor holding it."""
     import fcntl
 
-    prepare_cache_dir(cache_dir)
-    try:
-        fd = os.open(cache_dir, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as e:
-        raise DockerupError(f"{cache_dir}: cannot open the cache directory: {describe_os_error(e)}")
+    fd = trust_cache_dir(cache_dir)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -1157,21 +1252,6 @@ def load_confdir(confdir):
         else:
             docs.append((path, document))
     return docs, problems
-
-
-class NotRegularFile(OSError):
-    pass
-
-
-def open_regular_file(path, flags):
-    """Open without blocking on a FIFO that merely has a .json name."""
-    fd = os.open(path, flags | os.O_NONBLOCK)
-    import stat
-
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise NotRegularFile(path)
-    return fd
 
 
 def validate_confdir_docs(docs, memo=None):
@@ -2672,6 +2752,9 @@ def main(argv=None):
         if config.server:
             return serve(config, docker, stop)
         if config.dry_run:
+            fd = trust_cache_dir(config.cache, create=False)  # a dry run reads the cache too
+            if fd is not None:
+                os.close(fd)
             return converge(config, docker, stop)
         return converge_locked(config, docker, stop)
     except DockerupError as e:
