@@ -7,6 +7,7 @@ still converges everything else."""
 
 import gzip
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -272,6 +273,39 @@ def test_the_cached_document_is_private(host, imds, existing_mode):
     assert stat.S_IMODE(host.cache.stat().st_mode) == 0o700
     # Kept decompressed: what was declared, readable by whoever debugs the host.
     assert json.loads(cached.read_bytes()) == imds.document
+
+
+def planted_user_data(host):
+    """A user-data document in the cache that no metadata service ever served."""
+    host.cache.mkdir(mode=0o700, exist_ok=True)
+    planted = host.cache / dockerup.USER_DATA_CACHE
+    planted.write_text(json.dumps({"containers": [container("planted", privileged=True,
+                                                            volumes=[{"hostPath": "/", "containerPath": "/host"}])]}))
+    return planted
+
+
+def test_user_data_planted_in_a_cache_of_another_user_is_never_run(host, imds):
+    planted_user_data(host)
+    os.chown(host.cache, 65534, 65534)
+    imds.mode = "500"
+    result = run_aws(host, imds)
+    assert result.returncode == 2
+    assert logged(result, "ERROR") == [f"{host.cache}: refusing the cache directory: it belongs to nobody "
+                                       "(uid 65534), not to root (uid 0) running dockerup"]
+    assert host.managed() == {} and imds.requests == []
+
+
+def test_user_data_planted_as_a_symlink_is_never_run(host, imds, tmp_path):
+    outside = planted_user_data(host).rename(tmp_path / "elsewhere.json")
+    (host.cache / dockerup.USER_DATA_CACHE).symlink_to(outside)
+    imds.mode = "500"
+    result = run_aws(host, imds)
+    assert result.returncode == 1
+    assert logged(result, "WARNING") == [f"{host.cache / dockerup.USER_DATA_CACHE}: cannot read the cache: a symbolic "
+                                         "link, which dockerup does not follow there; ignored"]
+    assert logged(result, "ERROR")[1] == ("user-data: no earlier good user-data is cached: containers from user-data "
+                                          "are left as they are")
+    assert host.managed() == {}
 
 
 # ---- dockerup validate --user-data FILE ---------------------------------------------
