@@ -947,6 +947,9 @@ PATTERN_HINTS = {
     "links.*": "must be an alias: a letter or digit, then letters, digits, '_', '.' or '-'",
 }
 
+# Schema fields (as schema_field names them) whose values are never quoted in a message.
+SECRET_FIELDS = ("env", "env.*", "options", "options.*")
+
 TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
               "object": "an object", "array": "an array", "null": "null"}
 
@@ -997,8 +1000,8 @@ def schema_error_lines(error, path_prefix=""):
         return [(path, f"missing required field {key!r}") for key in missing]
     if kind == "type":
         words = [TYPE_WORDS[t] for t in ([expected] if isinstance(expected, str) else expected)]
-        # An env value is a secret even when it has the wrong type: say the type only.
-        got = json_type_name(instance) if schema_field(error) == "env.*" else describe_value(instance)
+        # env and log options hold secrets even when given the wrong type: say the type only.
+        got = json_type_name(instance) if schema_field(error) in SECRET_FIELDS else describe_value(instance)
         return [(path, f"expected {' or '.join(words)}, got {got}")]
     if kind == "const":
         return [(path, f"{short_json(instance)} is not supported; the only value is {short_json(expected)}")]
@@ -1651,6 +1654,29 @@ def each(flag, values):
     return [item for value in values for item in (flag, value)]
 
 
+# Variables the docker CLI itself reads (its daemon, configuration and proxies; the
+# Go runtime's settings and certificates): given to the CLI as values, they would
+# change how it behaves, so these few stay on the command line, masked in logs.
+CLI_ENVIRONMENT = frozenset({
+    "HOME", "PATH", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+    "GODEBUG", "GOGC", "GOMAXPROCS", "GOMEMLIMIT", "GOTRACEBACK"})
+
+
+def read_by_docker_cli(key):
+    return key in CLI_ENVIRONMENT or key.startswith("DOCKER_")
+
+
+def env_flags(env):
+    """`--env KEY`: docker takes the value from its own environment (run_environment),
+    so no value is on a command line, where ps shows it to every user of the host."""
+    return each("--env", [f"{key}={env_text(env[key])}" if read_by_docker_cli(key) else key for key in sorted(env)])
+
+
+def env_assignments(env):
+    return [f"{key}={env_text(env[key])}" for key in sorted(env)]
+
+
 # Spec field -> the docker run flags that give the container that setting, in the
 # order they appear on the command line. The README's mapping table mirrors this.
 FIELD_FLAGS = {
@@ -1671,7 +1697,7 @@ FIELD_FLAGS = {
     "dnsSearchDomains": lambda v: each("--dns-search", v),
     "portMappings": lambda v: each("--publish", [publish_argument(m) for m in v]),
     "volumes": lambda v: [flag for volume in v for flag in volume_flags(volume)],
-    "env": lambda v: each("--env", [f"{k}={env_text(v[k])}" for k in sorted(v)]),
+    "env": env_flags,
     "dockerLabels": lambda v: each("--label", [f"{k}={v[k]}" for k in sorted(v)]),
     "logConfiguration": lambda v: ["--log-driver", v["logDriver"]] + each(
         "--log-opt", [f"{k}={o}" for k, o in sorted(v.get("options", {}).items())]),
@@ -1704,6 +1730,12 @@ def run_argv(spec, name=None, labels=None):
     return argv + [spec.image] + container_arguments(spec.doc)
 
 
+def run_environment(spec):
+    """The variables the `docker run` of run_argv needs in docker's environment."""
+    env = spec.doc.get("env", {})
+    return {key: env_text(value) for key, value in env.items() if not read_by_docker_cli(key)}
+
+
 def short_hash(value, length):
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:length]
 
@@ -1712,8 +1744,11 @@ def fingerprint(doc):
     """(hash, per-field hashes) of everything that shapes the container, taken from
     its translation so reordered keys or reformatted JSON never change it. The image
     *id* is deliberately left out: an updated image is detected on its own."""
-    # A field that adds no flag ("privileged": false, "env": {}) changes nothing.
-    parts = [("name", [doc.get("name", "")])] + [(key, flags) for key, flags in field_flags(doc) if flags]
+    # A field that adds no flag ("privileged": false, "env": {}) changes nothing. The
+    # env flags name the variables only; their values count too.
+    parts = [("name", [doc.get("name", "")])] + [
+        (key, each("--env", env_assignments(doc["env"])) if key == "env" else flags)
+        for key, flags in field_flags(doc) if flags]
     parts += [("image", [normalize_image_ref(doc["image"])]), ("command", container_arguments(doc))]
     named = dict(parts)
     if "entrypoint" in doc:
@@ -1737,12 +1772,16 @@ def spec_labels(spec):
     return {LABEL_ID: spec.identity, LABEL_HASH: spec_hash, LABEL_FIELDS: fields, LABEL_SOURCE: spec.source}
 
 
-def display_command(argv, show_secrets=False):
-    """The shell-quoted command line, env values masked unless asked otherwise."""
+def display_command(argv, show_secrets=False, env=None):
+    """The shell-quoted command line, with the values of env variables and log
+    options masked unless asked otherwise. Shown, the variables given to docker
+    in `env` become an `env NAME=VALUE ...` prefix: the line still runs as it ran."""
     shown = list(argv)
-    if not show_secrets:
+    if show_secrets:
+        shown = ["env", *(f"{key}={value}" for key, value in sorted(env.items())), *shown] if env else shown
+    else:
         for index in range(1, len(shown)):
-            if shown[index - 1] in ("--env", "-e") and "=" in shown[index]:
+            if shown[index - 1] in ("--env", "-e", "--log-opt") and "=" in shown[index]:
                 shown[index] = shown[index].split("=", 1)[0] + "=***"
     return " ".join(shell_quote(word) for word in shown)
 
@@ -1816,21 +1855,22 @@ class Docker:
         `tolerate(result)` may accept a non-zero exit."""
         return self._run(args, logging.DEBUG, timeout, tolerate).stdout
 
-    def change(self, *args, reason, timeout=None):
+    def change(self, *args, reason, timeout=None, env=None):
         """A command that changes the host. In --dry-run it is printed on standard
-        output with its reason as a comment, and not run."""
-        line = display_command(self.prefix + list(args), self.show_secrets)
+        output with its reason as a comment, and not run. `env` adds variables to
+        docker's environment (values of `--env NAME`, kept off the command line)."""
+        line = display_command(self.prefix + list(args), self.show_secrets, env)
         if self.dry_run:
             print(f"{line}  # {reason}", file=self.out, flush=True)
             return ""
         log.info("$ %s  # %s", line, reason)
-        return self._run(args, None, timeout).stdout
+        return self._run(args, None, timeout, env=env).stdout
 
-    def _run(self, args, log_level, timeout=None, tolerate=None):
+    def _run(self, args, log_level, timeout=None, tolerate=None, env=None):
         import sh
 
         argv = self.prefix + [str(a) for a in args]
-        command = display_command(argv, self.show_secrets)
+        command = display_command(argv, self.show_secrets, env)
         if log_level is not None:
             log.log(log_level, "$ %s", command)
         if self.executable is None:
@@ -1841,11 +1881,11 @@ class Docker:
             # sh's own _timeout polls, adding ~80 ms to every call: a timer kills instead.
             process = sh.Command(self.executable)(
                 *argv[1:], _bg=True, _bg_exc=False, _return_cmd=True, _tty_out=False, _ok_code=range(256),
-                _in="", _out_bufsize=OUTPUT_CHUNK, _err_bufsize=OUTPUT_CHUNK)
+                _in="", _out_bufsize=OUTPUT_CHUNK, _err_bufsize=OUTPUT_CHUNK, _env={**os.environ, **(env or {})})
         except (OSError, sh.ForkException) as e:
             # sh reports a failed exec (E2BIG: an argument over 128 KiB) as ForkException.
             reason = describe_os_error(e) if isinstance(e, OSError) else first_line(str(e).split("OSError:")[-1])
-            raise DockerError(display_command(argv, self.show_secrets), f"cannot run {self.executable}: {reason}")
+            raise DockerError(command, f"cannot run {self.executable}: {reason}")
         timer = threading.Timer(timeout, kill_quietly, (process,))
         timer.start()
         try:
@@ -2367,7 +2407,8 @@ class Executor:
     def create(self, spec, reason):
         labels = spec_labels(spec)
         try:
-            self.docker.change(*run_argv(spec, labels=labels), reason=f"{reason} ({spec.label})")
+            self.docker.change(*run_argv(spec, labels=labels), reason=f"{reason} ({spec.label})",
+                               env=run_environment(spec))
         except DockerError as e:
             self.remove_half_created(labels)
             raise ActionFailed(f"cannot create {spec.label}: {e.detail}")
@@ -2389,7 +2430,8 @@ class Executor:
         temporary = f"{spec.name}{TEMP_NEW}{labels[LABEL_HASH][:8]}" if spec.name else None
         why = f"replace {spec.label}, eager: {reason}"
         try:
-            new = self.docker.change(*run_argv(spec, name=temporary, labels=labels), reason=why).strip()
+            new = self.docker.change(*run_argv(spec, name=temporary, labels=labels), reason=why,
+                                     env=run_environment(spec)).strip()
         except DockerError as e:
             self.remove_half_created(labels)
             raise ActionFailed(f"replacement of {spec.label} did not start: {e.detail}; {old.short} keeps running")
@@ -2426,7 +2468,7 @@ class Executor:
                 self.docker.change("rename", old.name, aside, reason=f"keep {old.name} until its replacement is up")
                 done.renamed = True
             done.ran = True
-            output = self.docker.change(*run_argv(spec, labels=labels), reason=why).strip()
+            output = self.docker.change(*run_argv(spec, labels=labels), reason=why, env=run_environment(spec)).strip()
             done.new = spec.name or output
             self.wait_until_up(done.new, spec)
         except DockerupError as e:

@@ -98,7 +98,13 @@ SPEC_CASES = [
     (web(name=5), "name: expected a string, got a number 5"),
     ({"web.json": {"image": ["app:1"]}}, 'image: expected a string, got an array ["app:1"]'),
     (web(privileged="yes"), 'privileged: expected true or false, got a string "yes"'),
-    (web(env=["A=1"]), 'env: expected an object, got an array ["A=1"]'),
+    # env holds secrets whatever its type: no value is quoted.
+    (web(env=["A=s3cret"]), "env: expected an object, got an array"),
+    (web(env="TOKEN=s3cret"), "env: expected an object, got a string"),
+    (web(env=[{"name": "TOKEN", "value": "s3cret"}]), "env: expected an object, got an array"),  # ECS's form
+    (web(env={"A": ["s3cret"]}), "env.A: expected a string or a number or true or false, got an array"),
+    (web(logConfiguration={"logDriver": "splunk", "options": {"splunk-token": 12345}}),
+     'logConfiguration.options["splunk-token"]: expected a string, got a number'),
     (web(env={"A": None}), "env.A: expected a string or a number or true or false, got null"),
     (web(volumes={}), "volumes: expected an array, got an object {}"),
     (web(command=5), "command: expected a string or an array, got a number 5"),
