@@ -1654,17 +1654,21 @@ def each(flag, values):
     return [item for value in values for item in (flag, value)]
 
 
-# Variables the docker CLI itself reads (its daemon, configuration and proxies; the
-# Go runtime's settings and certificates): given to the CLI as values, they would
-# change how it behaves, so these few stay on the command line, masked in logs.
+# Variables the docker CLI itself reads: its daemon and configuration (DOCKER_*), proxies,
+# the Go runtime's settings and certificates, and, where the CLI is linked against the C
+# library (Debian's docker.io), the dynamic loader's (LD_*) and the resolver's. Given to
+# the CLI as values they would change how it behaves, so these few stay on the command
+# line, masked in logs.
 CLI_ENVIRONMENT = frozenset({
     "HOME", "PATH", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR",
     "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
-    "GODEBUG", "GOGC", "GOMAXPROCS", "GOMEMLIMIT", "GOTRACEBACK"})
+    "GODEBUG", "GOGC", "GOMAXPROCS", "GOMEMLIMIT", "GOTRACEBACK",
+    "GLIBC_TUNABLES", "LOCALDOMAIN", "RES_OPTIONS", "HOSTALIASES"})
+CLI_ENVIRONMENT_PREFIXES = ("DOCKER_", "LD_")
 
 
 def read_by_docker_cli(key):
-    return key in CLI_ENVIRONMENT or key.startswith("DOCKER_")
+    return key in CLI_ENVIRONMENT or key.startswith(CLI_ENVIRONMENT_PREFIXES)
 
 
 def env_flags(env):

@@ -4,7 +4,9 @@ One dockerup run creates one container per row of CASES (plus the containers the
 rows refer to); each test then compares that container's inspect output with what
 the spec asked for. tests/test_translate.py holds the argv side of the same fields."""
 
+import os
 import socket
+import subprocess
 
 import pytest
 
@@ -98,11 +100,15 @@ CASES = [
           "NetworkSettings.Ports.9090/tcp": [{"HostIp": "127.0.0.1", "HostPort": "{local_port}"}],
           "NetworkSettings.Ports.53/udp.0.HostPort": "{udp_port}"}),
 
+    # Values reach docker in its environment, except those the docker CLI reads itself
+    # (HOME, DOCKER_*, proxies, LD_*), which are on its command line.
     case("env", {"env": {"GREETING": "hello world", "COUNT": 3, "RATIO": 0.5, "DEBUG": True, "QUIET": False,
-                         "EMPTY": "", "URL": "a=b"}},
+                         "EMPTY": "", "URL": "a=b", "my.key-1": "v", "HOME": "/data", "DOCKER_MODE": "x",
+                         "https_proxy": "http://proxy:3128", "LD_LIBRARY_PATH": "/opt/lib"}},
          # A set: docker does not keep the order of --env flags.
          {"Config.Env": {"COUNT=3", "DEBUG=true", "EMPTY=", "GREETING=hello world", "QUIET=false", "RATIO=0.5",
-                         "URL=a=b"}}),
+                         "URL=a=b", "my.key-1=v", "HOME=/data", "DOCKER_MODE=x", "https_proxy=http://proxy:3128",
+                         "LD_LIBRARY_PATH=/opt/lib"}}),
 
     case("restart-always", {"restart": "always"},
          {"HostConfig.RestartPolicy": {"Name": "always", "MaximumRetryCount": 0}}),
@@ -235,6 +241,18 @@ def test_privileged(host):
     assert argv[:2] == ["run", "--detach"]
     docker("create", *argv[2:])
     assert host.inspect("fe-privileged")["HostConfig"]["Privileged"] is True
+
+
+def test_docker_takes_env_values_from_its_environment(host):
+    """What dockerup relies on to keep values off command lines: `--env NAME` takes
+    the value docker itself was given, even empty, and leaves a NAME it lacks unset."""
+    environment = {**os.environ, "FE_PRESENT": "s3cret value", "FE_EMPTY": ""}
+    environment.pop("FE_ABSENT", None)
+    result = subprocess.run(["docker", "run", "--rm", "--label", "dockerup-test=1", "--env", "FE_PRESENT", "--env",
+                             "FE_EMPTY", "--env", "FE_ABSENT", IMAGE, "env"], env=environment, check=True,
+                            capture_output=True, text=True)
+    assert sorted(line for line in result.stdout.splitlines() if line.startswith("FE_")) == [
+        "FE_EMPTY=", "FE_PRESENT=s3cret value"]
 
 
 def test_health_duration_docker_can_parse(host):

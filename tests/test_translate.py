@@ -99,8 +99,9 @@ CASES = [
     # line, except for the few variables the docker CLI reads itself.
     case("env-sorted", {"env": {"WORKERS": 4, "API_KEY": "XXX123"}}, ["--env", "API_KEY", "--env", "WORKERS"]),
     case("env-read-by-the-docker-cli", {"env": {"HOME": "/data", "DOCKER_HOST": "tcp://x:2375", "no_proxy": "*",
-                                                "TOKEN": "s"}},
-         ["--env", "DOCKER_HOST=tcp://x:2375", "--env", "HOME=/data", "--env", "TOKEN", "--env", "no_proxy=*"]),
+                                                "LD_PRELOAD": "/x.so", "TOKEN": "s"}},
+         ["--env", "DOCKER_HOST=tcp://x:2375", "--env", "HOME=/data", "--env", "LD_PRELOAD=/x.so", "--env", "TOKEN",
+          "--env", "no_proxy=*"]),
 
     case("restart-always", {"restart": "always"}, ["--restart", "always"]),
     case("restart-unless-stopped", {"restart": "unless-stopped"}, ["--restart", "unless-stopped"]),
