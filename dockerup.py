@@ -453,9 +453,9 @@ SCHEMA_TEXTS = {
     },
     "image": {
       "title": "Image",
-      "description": "Image reference, e.g. \"registry.example.com/app:1.4\". Always give a tag: an image without one means \":latest\".",
+      "description": "Image reference, e.g. \"registry.example.com/app:1.4\": a lowercase repository (with a registry host first where it is not Docker Hub), a tag of letters, digits, '_', '.' and '-' (at most 128), and optionally a digest. Always give a tag: an image without one means \":latest\".",
       "type": "string",
-      "pattern": "^[a-z0-9][a-z0-9._:/@-]*[a-zA-Z0-9._-]$",
+      "pattern": "^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$",
       "maxLength": 512
     },
     "cpu": {
@@ -594,7 +594,7 @@ SCHEMA_TEXTS = {
         "required": ["hostname", "ipAddress"],
         "properties": {
           "hostname": {"type": "string", "pattern": "^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$"},
-          "ipAddress": {"type": "string", "description": "An IPv4 or IPv6 address."}
+          "ipAddress": {"type": "string", "description": "An IPv4 or IPv6 address, or \"host-gateway\": the host's address on docker's default bridge (docker 20.10 or later)."}
         }
       }
     },
@@ -671,7 +671,7 @@ SCHEMA_TEXTS = {
       "description": "A TCP or UDP port, 1 to 65535, as a number or a string of digits.",
       "anyOf": [
         {"type": "integer", "minimum": 1, "maximum": 65535},
-        {"type": "string", "pattern": "^[0-9]+$"}
+        {"type": "string", "pattern": "^[0-9]{1,5}$"}
       ]
     },
     "portMapping": {
@@ -866,6 +866,32 @@ class DuplicateKey(ValueError):
     pass
 
 
+class UnusableNumber(ValueError):
+    """A number Python's json module reads but nothing after it can use."""
+
+
+def reject_constant(name):
+    raise UnusableNumber(f"{name} is not a JSON value")
+
+
+def finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise UnusableNumber(f"the number {short_text(text)} is too large")
+    return value
+
+
+def bounded_int(text):
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+        raise UnusableNumber(f"a number of {len(text)} digits is too large") from None
+
+
+def short_text(text, limit=20):
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse_json_document(data, where, size=None):
     """Bytes to a JSON value, or a Problem saying precisely why not. `size` is
     the file's, when only the first SPEC_FILE_LIMIT + 1 bytes were read."""
@@ -878,11 +904,14 @@ def parse_json_document(data, where, size=None):
     if not text.strip():
         return Problem(where, "empty file; expected a JSON object")
     try:
-        document = json.loads(text, object_pairs_hook=reject_duplicate_keys)
+        document = json.loads(text, object_pairs_hook=reject_duplicate_keys, parse_constant=reject_constant,
+                              parse_float=finite_float, parse_int=bounded_int)
     except DuplicateKey as e:
         return Problem(where, f"duplicate key {str(e)!r}: JSON would silently keep only the last value")
     except json.JSONDecodeError as e:
         return Problem(where, f"line {e.lineno}, column {e.colno}: invalid JSON: {e.msg}")
+    except UnusableNumber as e:
+        return Problem(where, f"invalid JSON: {e}")
     except RecursionError:
         return Problem(where, "invalid JSON: nested too deeply")
     # Python parses ~990 levels, but every later step (the schema, messages,
@@ -1082,12 +1111,16 @@ def schema_problems(validator, document, where, path_prefix=""):
 
 
 def parse_size(text):
-    """docker's RAMInBytes: a number with an optional k/m/g/t/p unit (powers of 1024)."""
+    """docker's RAMInBytes: a number with an optional k/m/g/t/p unit (powers of 1024).
+    In decimal arithmetic, so that a size of 400 digits is too large for docker, not
+    infinite; sizes beyond any docker can hold come back as 2**64."""
+    from decimal import Decimal
+
     match = SIZE_RE.match(text)
     if not match:
         return None
     number, unit = match.groups()
-    return int(float(number) * 1024 ** "bkmgtp".index(unit.lower() or "b"))
+    return int(min(Decimal(number) * 1024 ** "bkmgtp".index(unit.lower() or "b"), Decimal(2 ** 64)))
 
 
 def split_argv(value):
@@ -1124,14 +1157,15 @@ def check_spec(spec):
     if problems:
         return problems
     for key in ("memory", "memoryReservation"):
-        if key in doc and (parse_size(doc[key]) or 0) < DOCKER_MIN_MEMORY:
+        size = parse_size(doc[key]) if key in doc else None
+        if size is not None and size < DOCKER_MIN_MEMORY:
             bad(key, f"{doc[key]!r} is below docker's minimum of 6m")
+        elif size is not None and size > DOCKER_MAX_BYTES:
+            bad(key, f"{doc[key]!r} is more than docker can represent")
     if not problems and "memory" in doc and "memoryReservation" in doc:
         if parse_size(doc["memoryReservation"]) > parse_size(doc["memory"]):
             bad("memoryReservation", f"{doc['memoryReservation']!r} is above memory {doc['memory']!r}; "
                                      "docker refuses a reservation above the limit")
-    if (parse_size(doc.get("memory", "0")) or 0) > DOCKER_MAX_BYTES:
-        bad("memory", f"{doc['memory']!r} is more than docker can represent")
     if len(doc.get("hostname", "")) > HOST_NAME_MAX:
         bad("hostname", f"is {len(doc['hostname'])} characters long; Linux allows at most {HOST_NAME_MAX}")
     for index, domain in enumerate(doc.get("dnsSearchDomains", [])):
@@ -1159,21 +1193,23 @@ def check_spec(spec):
             bad(f"volumes[{index}].mode", "applies only with hostPath or from; an anonymous volume is always rw")
         elif "containerPath" in volume and volume["containerPath"].rstrip("/") == "":
             bad(f"volumes[{index}].containerPath", "cannot be /: docker mounts nothing over the root")
-    seen_ports = set()
+    bound = []  # (address or None for every address, port, protocol) of each fixed host port
     for index, mapping in enumerate(doc.get("portMappings", [])):
         for key in ("containerPort", "hostPort"):
             if key in mapping and not 1 <= int(mapping[key]) <= 65535:
                 bad(f"portMappings[{index}].{key}", f"{mapping[key]} is not a port number from 1 to 65535")
         if "hostIp" in mapping and not is_ip_address(mapping["hostIp"]):
             bad(f"portMappings[{index}].hostIp", f"{mapping['hostIp']!r} is not an IPv4 or IPv6 address")
-        if "hostPort" in mapping:
-            key = (int(mapping["hostPort"]), mapping.get("protocol", "tcp"))
-            if key in seen_ports:
-                bad(f"portMappings[{index}].hostPort", f"host port {key[0]}/{key[1]} is mapped twice")
-            seen_ports.add(key)
+        elif "hostPort" in mapping:
+            binding = (bound_address(mapping.get("hostIp")), int(mapping["hostPort"]), mapping.get("protocol", "tcp"))
+            if any(ports_clash(binding, other) for other in bound):
+                where = f" on {mapping['hostIp']}" if binding[0] else ""
+                bad(f"portMappings[{index}].hostPort", f"host port {binding[1]}/{binding[2]}{where} is mapped twice")
+            bound.append(binding)
     for index, host in enumerate(doc.get("extraHosts", [])):
-        if not is_ip_address(host["ipAddress"]):
-            bad(f"extraHosts[{index}].ipAddress", f"{host['ipAddress']!r} is not an IPv4 or IPv6 address")
+        if host["ipAddress"] != HOST_GATEWAY and not is_ip_address(host["ipAddress"]):
+            bad(f"extraHosts[{index}].ipAddress", f"{host['ipAddress']!r} is not an IPv4 or IPv6 address, "
+                                                  f"or {HOST_GATEWAY}")
     for index, server in enumerate(doc.get("dnsServers", [])):
         if not is_ip_address(server):
             bad(f"dnsServers[{index}]", f"{server!r} is not an IPv4 or IPv6 address")
@@ -1213,6 +1249,25 @@ def is_search_domain(domain):
 SELF_REFERENCE = {"network": "a container cannot share its own network",
                   "links": "a container cannot link to itself",
                   "volumes": "a container cannot take volumes from itself"}
+
+
+HOST_GATEWAY = "host-gateway"  # docker's name for the host's address on its default bridge
+
+
+def bound_address(text):
+    """The address a published port binds, or None for every address."""
+    import ipaddress
+
+    if not text:
+        return None
+    address = ipaddress.ip_address(text)
+    return None if address.is_unspecified else address
+
+
+def ports_clash(one, other):
+    """Whether two host ports (address, port, protocol) cannot both be bound: one
+    port on two addresses can, but not on an address and on every address."""
+    return one[1:] == other[1:] and (one[0] == other[0] or None in (one[0], other[0]))
 
 
 def is_ip_address(text):
@@ -1294,12 +1349,15 @@ def image_repository(image):
 
 
 def normalize_image_ref(image):
-    """The form `docker images` lists: no docker.io prefix, ":latest" made explicit."""
+    """The form `docker images` lists, as the docker CLI shortens Docker Hub names:
+    no docker.io (or index.docker.io) registry, no library/ before an official
+    image's name, and ":latest" made explicit."""
     name, at, digest = image.partition("@")
-    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-            break
+    registry, slash, rest = name.partition("/")
+    if slash and registry in ("docker.io", "index.docker.io"):
+        name = rest
+    if name.startswith("library/") and name.count("/") == 1:
+        name = name[len("library/"):]
     if at:
         return f"{name.rsplit(':', 1)[0] if ':' in name.rsplit('/', 1)[-1] else name}@{digest}"
     if ":" not in name.rsplit("/", 1)[-1]:
@@ -1387,6 +1445,9 @@ def assign_identities(specs):
 IMDS_ENDPOINT = "http://169.254.169.254"
 IMDS_DEADLINE = 5.0  # seconds for the whole lookup, retries included
 IMDS_ATTEMPTS = 3
+# The token request's share of the deadline: a container beyond the instance's hop
+# limit never gets its answer, and must have time left to ask with IMDSv1.
+IMDS_TOKEN_WAIT = 1.0
 USER_DATA_CACHE = "user-data.json"
 
 
@@ -1403,7 +1464,8 @@ def metadata_endpoint():
 
 def fetch_user_data(endpoint, deadline=IMDS_DEADLINE):
     """The user-data bytes, or None when the instance has none (HTTP 404).
-    IMDSv2 first; IMDSv1 only where the token request is refused with a 4xx.
+    IMDSv2 first; IMDSv1 only where the token request is refused with a 4xx or
+    not answered within its share of the deadline, as the AWS SDKs do.
     The deadline bounds the whole lookup. requests' timeouts bound each socket
     read only, so a service answering a byte at a time would outlast them: the
     lookup runs in a worker thread that is abandoned at the deadline."""
@@ -1426,6 +1488,23 @@ def fetch_user_data(endpoint, deadline=IMDS_DEADLINE):
     return outcome["data"]
 
 
+def imds_token_headers(session, endpoint, wait):
+    """The IMDSv2 token header; none (IMDSv1) where the token request is refused
+    with a 4xx or, once connected, not answered within `wait` seconds."""
+    import requests
+
+    try:
+        token = session.put(f"{endpoint}/latest/api/token", timeout=wait,
+                            headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"})
+    except requests.ReadTimeout:
+        return {}
+    if token.status_code == 200:
+        return {"X-aws-ec2-metadata-token": token.text}
+    if 400 <= token.status_code < 500:
+        return {}
+    raise requests.HTTPError(f"token request answered HTTP {token.status_code}")
+
+
 def fetch_user_data_with_retries(endpoint, deadline):
     import requests
 
@@ -1437,15 +1516,8 @@ def fetch_user_data_with_retries(endpoint, deadline):
         remaining = give_up - time.monotonic()
         if remaining <= 0.05:
             break
-        timeouts = (min(1.0, remaining), remaining)
         try:
-            token = session.put(f"{endpoint}/latest/api/token", timeout=timeouts,
-                                headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"})
-            headers = {}
-            if token.status_code == 200:
-                headers["X-aws-ec2-metadata-token"] = token.text
-            elif not 400 <= token.status_code < 500:
-                raise requests.HTTPError(f"token request answered HTTP {token.status_code}")
+            headers = imds_token_headers(session, endpoint, min(IMDS_TOKEN_WAIT, deadline / 3, remaining))
             remaining = give_up - time.monotonic()
             response = session.get(f"{endpoint}/latest/user-data", headers=headers,
                                    timeout=(min(1.0, max(remaining, 0.05)), max(remaining, 0.05)))

@@ -12,6 +12,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from conftest import ENGINE, IMAGE, IMAGE_2, KEEP_RUNNING, TEST_LABEL, build_image, docker, leftovers, wait_until
 
 
@@ -423,6 +425,30 @@ def test_server_survives_an_unreachable_daemon(host):
     server.send_signal(signal.SIGTERM)
     assert server.wait(timeout=10) == 0
     assert server.stderr.read().count("Cannot connect to the Docker daemon") >= 2
+
+
+# Docker Hub names as people write them, and tags with capitals: each must be the
+# image `docker images` lists, with no pull (there is no registry to pull from).
+HUB_IMAGE = "dockerup-hub-test:1"  # an official image's name, as docker lists it
+
+
+@pytest.mark.parametrize("local, written", [
+    (HUB_IMAGE, f"library/{HUB_IMAGE}"),
+    (HUB_IMAGE, f"docker.io/library/{HUB_IMAGE}"),
+    (HUB_IMAGE, f"index.docker.io/{HUB_IMAGE}"),
+    ("dockerup-test/app:V2", "dockerup-test/app:V2"),
+])
+def test_an_image_is_found_however_its_name_is_written(host, local, written):
+    docker("tag", IMAGE, local)
+    try:
+        host.spec("web.json", name="web", image=written)
+        result = host.converge()
+        assert [c.split(" #")[0].split()[-1] for c in changing_commands(result.stderr)] == [written]
+        assert " pull " not in result.stderr
+        assert host.inspect("web")["Image"] == docker("image", "inspect", "--format", "{{.Id}}", IMAGE).strip()
+        assert changing_commands(host.converge().stderr) == []
+    finally:
+        docker("rmi", local, check=False)
 
 
 def test_dry_run_prints_commands_and_changes_nothing(host):

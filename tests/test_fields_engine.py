@@ -38,7 +38,7 @@ SOME_PORT = SomePort()
 
 def case(id, fragment, expected):
     """A container "fe-<id>" made from `fragment`, and {inspect path: value} it must show.
-    "{tmp}", "{tcp_port}", "{udp_port}", "{local_port}" and "{target_id}" are filled in
+    "{tmp}", "{tcp_port}", "{udp_port}", "{local_port}", "{shared_port}" and "{target_id}" are filled in
     at run time. An expected set compares with the inspect list in any order."""
     return pytest.param(f"fe-{id}", fragment, expected, id=id)
 
@@ -126,6 +126,14 @@ CASES = [
     case("identity", {"hostname": "web-1", "user": "nobody", "workingDirectory": "/tmp"},
          {"Config.Hostname": "web-1", "Config.User": "nobody", "Config.WorkingDir": "/tmp"}),
     case("user-uid-gid", {"user": "65534:65534"}, {"Config.User": "65534:65534"}),
+    # One host port on two addresses is two bindings, not a duplicate.
+    case("ports-two-addresses", {"portMappings": [
+        {"containerPort": 80, "hostPort": "{shared_port}", "hostIp": "127.0.0.1"},
+        {"containerPort": 81, "hostPort": "{shared_port}", "hostIp": "127.0.0.2"}]},
+         {"NetworkSettings.Ports.80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "{shared_port}"}],
+          "NetworkSettings.Ports.81/tcp": [{"HostIp": "127.0.0.2", "HostPort": "{shared_port}"}]}),
+    case("host-gateway", {"extraHosts": [{"hostname": "gw.local", "ipAddress": "host-gateway"}]},
+         {"HostConfig.ExtraHosts": ["gw.local:host-gateway"]}),
     case("name-resolution", {"extraHosts": [{"hostname": "db.local", "ipAddress": "10.0.0.5"},
                                             {"hostname": "v6.local", "ipAddress": "fd00::5"}],
                              "dnsServers": ["10.0.0.2", "fd00::2"], "dnsSearchDomains": ["example.com", "corp"]},
@@ -196,7 +204,7 @@ def converged(engine, tmp_path_factory):
     for directory in ("rw", "ro", "host"):
         (root / directory).mkdir()
     places = {"tmp": str(root), "tcp_port": str(free_port()), "udp_port": str(free_udp_port()),
-              "local_port": str(free_port())}
+              "local_port": str(free_port()), "shared_port": str(free_port())}
     host = Host(root / "host")
     for name, fragment in SUPPORT.items():
         # First in the confdir, so they exist before any case signals them.
@@ -230,6 +238,13 @@ def test_engine_got_the_setting(converged, name, fragment, expected):
     found = {path: dig(container, path) for path in expected}
     found = {path: set(value) if isinstance(expected[path], set) else value for path, value in found.items()}
     assert found == expected
+
+
+def test_host_gateway_is_the_hosts_address(converged):
+    """docker 20.10 and later write the host's address on the default bridge."""
+    hosts = docker("exec", "fe-host-gateway", "cat", "/etc/hosts").splitlines()
+    addresses = [line.split()[0] for line in hosts if line.split()[1:] == ["gw.local"]]
+    assert len(addresses) == 1 and dockerup.is_ip_address(addresses[0]), hosts
 
 
 def test_privileged(host):

@@ -94,6 +94,18 @@ def test_imdsv1_is_used_where_the_token_request_is_refused(host, imds, refusal):
     assert imds.requests[1].header(TOKEN_HEADER) is None
 
 
+def test_imdsv1_is_used_where_the_token_request_hangs(host, imds):
+    """On first boot, a container beyond the hop limit never gets the token: the
+    lookup must not spend its whole deadline waiting for it."""
+    imds.mode = "hung-token"
+    imds.document = {"containers": [container("api")]}
+    result = run_aws(host, imds)
+    assert result.returncode == 0, result.stderr
+    assert set(host.running_ids()) == {"api"}
+    assert [(r.method, r.path) for r in imds.requests] == [("PUT", TOKEN_PATH), ("GET", USER_DATA_PATH)]
+    assert imds.requests[1].header(TOKEN_HEADER) is None
+
+
 def test_gzip_compressed_user_data(host, imds):
     imds.mode = "gzip"
     imds.document = {"containers": [container("api")]}
@@ -393,6 +405,13 @@ def test_fetch_user_data(imds, mode, refusal, expected):
         data = gzip.decompress(data)
         expected = gzip.decompress(expected)
     assert data == expected
+
+
+def test_fetch_waits_for_a_hung_token_request_a_share_of_the_deadline(imds):
+    imds.mode, imds.document = "hung-token", DOCUMENT
+    started = time.monotonic()
+    assert dockerup.fetch_user_data(imds.endpoint) == json.dumps(DOCUMENT).encode()
+    assert time.monotonic() - started < 3
 
 
 def test_fetch_does_not_fall_back_to_imdsv1_when_the_service_fails(imds):
