@@ -28,7 +28,8 @@ Options:
   --server            Keep running: sync every interval seconds until SIGTERM.
   --dry-run           Print the docker commands a run would execute, one per
                       line with the reason as a # comment; change nothing.
-  --show-secrets      Show env values in logs and --dry-run output (masked as ***).
+  --show-secrets      Show env and log option values in logs and --dry-run
+                      output (masked as ***).
   --user-data FILE    validate: also check this user-data document.
   -v, --verbose       Also log read-only docker commands, and tracebacks.
   -h, --help          Show this help.
