@@ -5,8 +5,9 @@ import pytest
 
 import dockerup
 from dockerup import (LABEL_HASH, LABEL_ID, LABEL_SOURCE, Container, CreateContainer, Declared, HostState, Images,
-                      RemoveContainer, RemoveImage, RenameContainer, ReplaceContainer, Spec, StartContainer)
+                      Memory, RemoveContainer, RemoveImage, RenameContainer, ReplaceContainer, Spec, StartContainer)
 
+NOW = 1_800_000_000.0
 IMAGE_ID = "sha256:" + "a" * 64
 OLD_IMAGE_ID = "sha256:" + "b" * 64
 
@@ -33,6 +34,12 @@ def container(name, of=None, *, status="running", image=IMAGE_ID, stale=False, p
     return Container(cid, name, image, status, "", 0, labels or {}, frozenset(ports))
 
 
+def plan_of(declared, host, memory=None, now=NOW, own_id=None, pending_pulls=(), pull_errors=None, **settings):
+    settings.setdefault("probation", 0)
+    return dockerup.plan_changes(declared, host, memory, dockerup.default_config(**settings), now=now, own_id=own_id,
+                                 pending_pulls=pending_pulls, pull_errors=pull_errors)
+
+
 def state(*containers, images=None, dangling=()):
     images = images if images is not None else {"app:1": IMAGE_ID}
     refs = {}
@@ -43,7 +50,7 @@ def state(*containers, images=None, dangling=()):
 
 def test_absent_spec_is_created_and_a_current_one_kept():
     web, db = spec("web"), spec("db")
-    plan = dockerup.plan_changes(declare(web, db), state(container("db", db)))
+    plan = plan_of(declare(web, db), state(container("db", db)))
     assert [type(a) for a in plan.actions] == [CreateContainer]
     assert plan.actions[0].spec.name == "web"
     assert [s.name for s in plan.kept] == ["db"]
@@ -51,14 +58,14 @@ def test_absent_spec_is_created_and_a_current_one_kept():
 
 def test_stopped_current_container_is_started():
     web = spec("web")
-    plan = dockerup.plan_changes(declare(web), state(container("web", web, status="exited")))
+    plan = plan_of(declare(web), state(container("web", web, status="exited")))
     assert [type(a) for a in plan.actions] == [StartContainer]
 
 
 def test_changed_spec_is_replaced_and_the_reason_names_the_field():
     old = spec("web", env={"A": "1"})
     new = spec("web", env={"A": "2"})
-    plan = dockerup.plan_changes(declare(new), state(container("web", old)))
+    plan = plan_of(declare(new), state(container("web", old)))
     (action,) = plan.actions
     assert isinstance(action, ReplaceContainer) and not action.eager
     assert action.reason == "spec changed: env"
@@ -67,28 +74,30 @@ def test_changed_spec_is_replaced_and_the_reason_names_the_field():
 def test_new_image_for_the_same_tag_replaces():
     web = spec("web")
     # After the pull, the tag points at the new image; the old one is untagged.
-    plan = dockerup.plan_changes(declare(web), state(container("web", web, image=OLD_IMAGE_ID), dangling={OLD_IMAGE_ID}))
+    old = container("web", web, image=OLD_IMAGE_ID)
+    plan = plan_of(declare(web), state(old, dangling={OLD_IMAGE_ID}), Memory(images={OLD_IMAGE_ID}))
     (action, cleanup) = plan.actions
     assert isinstance(action, ReplaceContainer)
     assert action.reason == f"image updated: {'b' * 12} -> {'a' * 12}"
+    assert action.previous.image_id == OLD_IMAGE_ID
     assert isinstance(cleanup, RemoveImage) and cleanup.image_id == OLD_IMAGE_ID
 
 
 def test_undeclared_managed_container_is_removed_but_not_an_unmanaged_one():
     gone = spec("gone")
-    plan = dockerup.plan_changes(declare(), state(container("gone", gone), container("bystander")))
+    plan = plan_of(declare(), state(container("gone", gone), container("bystander")))
     assert [(type(a), a.container.name) for a in plan.actions] == [(RemoveContainer, "gone")]
 
 
 def test_exclusive_mode_removes_unmanaged_containers_but_never_dockerup_itself():
     me = container("dockerup-itself", cid="c" * 64)
-    plan = dockerup.plan_changes(declare(), state(container("bystander"), me), exclusive=True, own_id="c" * 64)
+    plan = plan_of(declare(), state(container("bystander"), me), exclusive=True, own_id="c" * 64)
     assert [a.container.name for a in plan.actions] == ["bystander"]
 
 
 def test_a_source_that_failed_to_load_loses_no_container():
     from_user_data = spec("api", source="user-data")
-    plan = dockerup.plan_changes(declare(incomplete={"user-data"}), state(container("api", from_user_data)))
+    plan = plan_of(declare(incomplete={"user-data"}), state(container("api", from_user_data)))
     assert plan.actions == []
     assert plan.notes == [f"not removing api ({('api'.encode().hex() * 64)[:12]}): its source (user-data) "
                           "could not be read completely"]
@@ -96,7 +105,7 @@ def test_a_source_that_failed_to_load_loses_no_container():
 
 def test_unmanaged_container_holding_a_declared_name_is_a_problem():
     web, other = spec("web"), spec("other")
-    plan = dockerup.plan_changes(declare(web, other), state(container("web")))
+    plan = plan_of(declare(web, other), state(container("web")))
     assert [a.spec.name for a in plan.actions] == ["other"]
     assert "already has this name and was not created by dockerup" in str(plan.problems[0])
 
@@ -104,7 +113,7 @@ def test_unmanaged_container_holding_a_declared_name_is_a_problem():
 def test_eager_replacement_falls_back_when_a_fixed_host_port_is_held():
     old = spec("web", portMappings=[{"containerPort": 80, "hostPort": 8080}], update={"eager": True})
     new = spec("web", portMappings=[{"containerPort": 80, "hostPort": 8080}], update={"eager": True}, env={"V": "2"})
-    plan = dockerup.plan_changes(declare(new), state(container("web", old, ports={(8080, "tcp")})))
+    plan = plan_of(declare(new), state(container("web", old, ports={(8080, "tcp")})))
     (action,) = plan.actions
     assert not action.eager
     assert action.not_eager_because == "host port 8080/tcp cannot be bound by two containers at once"
@@ -114,7 +123,7 @@ def test_dockerup_replacing_its_own_container_is_always_eager():
     me = spec("dockerup", env={"V": "1"})
     new = spec("dockerup", env={"V": "2"})
     own = container("dockerup", me, cid="d" * 64)
-    plan = dockerup.plan_changes(declare(new), state(own), own_id="d" * 64)
+    plan = plan_of(declare(new), state(own), own_id="d" * 64)
     assert plan.actions[0].eager
 
 
@@ -123,7 +132,7 @@ def test_dependents_are_recreated_after_a_dependency_is():
     app = spec("app", volumes=[{"from": "data"}])
     proxy = spec("proxy", links=["app"])
     unrelated = spec("unrelated")
-    plan = dockerup.plan_changes(declare(data, app, proxy, unrelated),
+    plan = plan_of(declare(data, app, proxy, unrelated),
                                  state(container("app", app), container("proxy", proxy), container("unrelated", unrelated)))
     assert [(type(a).__name__, a.spec.name) for a in plan.actions] == [
         ("CreateContainer", "data"), ("ReplaceContainer", "app"), ("ReplaceContainer", "proxy")]
@@ -134,7 +143,7 @@ def test_leftovers_of_an_interrupted_update_are_finished():
     web = spec("web")
     temporary = container("web.dockerup-new-12345678", web)
     retired = container("web.dockerup-old-abc", web, stale=True, status="exited")
-    plan = dockerup.plan_changes(declare(web), state(temporary, retired))
+    plan = plan_of(declare(web), state(temporary, retired))
     assert [type(a) for a in plan.actions] == [RemoveContainer, RenameContainer]
     assert plan.actions[0].container is retired
     assert plan.actions[1].container is temporary
@@ -144,14 +153,14 @@ def test_a_failed_replacement_left_stopped_is_not_started_over_the_running_old_o
     old, new = spec("web", env={"V": "1"}), spec("web", env={"V": "2"})
     running_old = container("web", old)
     failed_new = container("web.dockerup-new-12345678", new, status="exited")
-    plan = dockerup.plan_changes(declare(new), state(running_old, failed_new))
+    plan = plan_of(declare(new), state(running_old, failed_new))
     assert [type(a) for a in plan.actions] == [RemoveContainer, ReplaceContainer]
     assert plan.actions[0].container is failed_new and plan.actions[1].old is running_old
 
 
 def test_an_unavailable_image_leaves_the_running_container_alone():
     web = spec("web", image="gone:1")
-    plan = dockerup.plan_changes(declare(web), state(container("web", web, stale=True), images={}),
+    plan = plan_of(declare(web), state(container("web", web, stale=True), images={}),
                                  pull_errors={"gone:1": "connection refused"})
     assert plan.actions == []
     assert "gone:1 is not available locally and pulling it failed (connection refused); web (" in str(plan.problems[0])
@@ -159,7 +168,7 @@ def test_an_unavailable_image_leaves_the_running_container_alone():
 
 def test_dry_run_assumes_pending_pulls_arrive():
     web = spec("web", image="new:1")
-    plan = dockerup.plan_changes(declare(web), state(images={}), pending_pulls={"new:1"})
+    plan = plan_of(declare(web), state(images={}), pending_pulls={"new:1"})
     assert [type(a) for a in plan.actions] == [CreateContainer]
 
 
@@ -167,14 +176,14 @@ def test_cleanup_removes_dangling_and_used_images_but_never_a_declared_one():
     web = spec("web")
     dangling_id, used_id = "sha256:" + "d" * 64, "sha256:" + "e" * 64
     host = state(container("web", web), images={"app:1": IMAGE_ID, "app:0": used_id}, dangling={dangling_id})
-    plan = dockerup.plan_changes(declare(web), host, used_images=[IMAGE_ID, used_id])
+    plan = plan_of(declare(web), host, Memory(images={IMAGE_ID, used_id, dangling_id}))
     assert [(a.image_id, a.refs) for a in plan.actions] == [(dangling_id, (dangling_id,)), (used_id, ("app:0",))]
 
 
 def test_images_unmanaged_containers_use_are_kept():
     used_id = "sha256:" + "e" * 64
     host = state(container("bystander", image=used_id), images={"app:1": IMAGE_ID}, dangling={used_id})
-    assert dockerup.plan_changes(declare(), host, used_images=[used_id]).actions == []
+    assert plan_of(declare(), host, Memory(images={used_id})).actions == []
 
 
 def test_pulls_follow_the_global_and_per_spec_settings():
@@ -210,11 +219,18 @@ def test_image_references_are_the_names_docker_images_lists(image, listed):
     assert images.resolve(image) == IMAGE_ID
 
 
-def test_identity_of_unnamed_specs_is_the_image_repository():
-    specs = dockerup.assign_identities([spec(image="registry.example.com:5000/app:1"),
-                                        spec(image="registry.example.com:5000/app:2"), spec("named")])
-    assert [s.identity for s in specs] == ["image:registry.example.com:5000/app",
-                                           "image:registry.example.com:5000/app#2", "named"]
+def test_identity_of_unnamed_specs_is_their_file_or_position_in_user_data():
+    specs = dockerup.assign_identities([
+        Spec({"image": "registry.example.com:5000/app:1"}, "/etc/dockerup/containers.d/a.json", "confdir"),
+        Spec({"image": "registry.example.com:5000/app:2"}, "/etc/dockerup/containers.d/b.json", "confdir"),
+        spec("named"),
+        Spec({"image": "registry.example.com:5000/app:3"}, "user-data", "user-data", "containers[0]"),
+        Spec({"image": "other:1"}, "user-data", "user-data", "containers[1]")])
+    assert [s.identity for s in specs] == ["file:a.json", "file:b.json", "named", "user-data#1", "user-data#2"]
+    # What dockerup 0.1 called them, to adopt the containers it made.
+    assert [s.legacy_identity for s in specs] == [
+        "image:registry.example.com:5000/app", "image:registry.example.com:5000/app#2", "named",
+        "image:registry.example.com:5000/app#3", "image:other"]
 
 
 def test_labels_mark_the_source():
