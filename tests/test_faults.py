@@ -555,10 +555,9 @@ def full_image_id(image):
 
 
 def test_a_symlink_planted_at_a_cache_file_is_not_followed(host, tmp_path):
-    """Read through, a link to a list naming an image would have it removed as
-    "used before": the image record is not read through a link, and is written
-    as a file of its own in the link's place."""
-    host.converge()
+    """Read through, a link to a list naming an image would have that image removed
+    as one dockerup used before (images.json, the record of dockerup 0.1)."""
+    host.cache.mkdir(mode=0o700)
     outside = tmp_path / "outside.json"
     image_2 = full_image_id(IMAGE_2)
     outside.write_text(json.dumps([image_2]))
@@ -571,8 +570,25 @@ def test_a_symlink_planted_at_a_cache_file_is_not_followed(host, tmp_path):
             "there; ignored") in result.stderr
     assert full_image_id(IMAGE_2) == image_2
     assert json.loads(outside.read_text()) == [image_2]
-    assert not (host.cache / "images.json").is_symlink()
-    assert json.loads((host.cache / "images.json").read_text()) == [full_image_id(IMAGE)]
+
+
+def test_a_symlink_planted_at_the_memory_file_is_neither_read_nor_written_through(host, tmp_path):
+    import dockerup
+
+    write_spec(host, "web")
+    host.converge()
+    memory = host.cache / dockerup.memory_file("")
+    outside = tmp_path / "outside.json"
+    outside.write_bytes(memory.read_bytes())
+    memory.unlink()
+    memory.symlink_to(outside)
+    before = outside.read_bytes()
+    write_spec(host, "api")
+    result = host.run()
+    assert result.returncode == 0, result.stderr
+    assert f"{memory}: cannot read the cache: a symbolic link" in result.stderr
+    assert outside.read_bytes() == before
+    assert not memory.is_symlink()
 
 
 def test_cache_writes_never_follow_a_symlink(tmp_path, monkeypatch):
