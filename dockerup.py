@@ -351,7 +351,7 @@ SCHEMA_TEXTS = {
     },
     "name": {
       "title": "Container name",
-      "description": "Unique per host; other specs refer to it in links, volumes[].from, network \"container:NAME\" and signal. Docker's rule: a letter or digit, then letters, digits, '_', '.' or '-'; at least two characters. Without a name, dockerup identifies the container by its image repository (see the README).",
+      "description": "Unique per host; other specs refer to it in links, volumes[].from, network \"container:NAME\" and signal. Docker's rule: a letter or digit, then letters, digits, '_', '.' or '-'; at least two characters. Without a name, dockerup identifies the container by its image repository (see docs/specs.md).",
       "type": "string",
       "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$",
       "maxLength": 200
@@ -1572,7 +1572,7 @@ def each(flag, values):
 
 
 # Spec field -> the docker run flags that give the container that setting, in the
-# order they appear on the command line. The README's mapping table mirrors this.
+# order they appear on the command line. The table in docs/specs.md mirrors this.
 FIELD_FLAGS = {
     "hostname": lambda v: ["--hostname", v],
     "user": lambda v: ["--user", v],
