@@ -29,6 +29,19 @@ TEST_LABEL = "dockerup-test"  # on every container a test makes by hand
 ENGINE = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "engine: needs the Docker engine (every test that uses the engine fixture)")
+    config.addinivalue_line("markers", "pypi: installs pinned releases from PyPI into a venv of its own")
+
+
+def pytest_collection_modifyitems(items):
+    """`-m "not engine and not pypi"` selects the tests that need neither an engine nor
+    a network: those run on every supported Python."""
+    for item in items:
+        if "engine" in item.fixturenames:
+            item.add_marker(pytest.mark.engine)
+
+
 def docker(*args, check=True, timeout=120):
     result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
