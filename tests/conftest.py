@@ -143,9 +143,10 @@ def wait_for_port(port, timeout=20):
 
 
 class Registry:
-    """Debian's docker-registry on loopback: push and pull need no TLS there."""
+    """Debian's docker-registry on loopback: push and pull need no TLS there. With
+    `htpasswd` (the path of an htpasswd file), every request needs a login."""
 
-    def __init__(self, root):
+    def __init__(self, root, htpasswd=None):
         self.root = Path(root)
         self.port = free_port()
         self.address = f"localhost:{self.port}"
@@ -154,7 +155,8 @@ class Registry:
             "version: 0.1\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'data'}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n"
-            "log:\n  level: error\n")
+            + (f"auth:\n  htpasswd:\n    realm: dockerup-test\n    path: {htpasswd}\n" if htpasswd else "")
+            + "log:\n  level: error\n")
         self.log = open(self.root / "registry.log", "w")
         self.process = None
         self.start()
