@@ -93,6 +93,34 @@ class LockHeld(DockerupError):
     exit_code = EXIT_LOCKED
 
 
+# ---- Python packages -----------------------------------------------------------
+# Imported where first needed: a no-op run never imports jsonschema. The oldest releases
+# that work (Debian 12 has sh 1.14.2, jsonschema 4.10.3, requests 2.28.1, docopt 0.6.2;
+# sh 1.14.0 fails on Python 3.10+, jsonschema 3 has no draft 2020-12). docopt-ng, docopt's
+# maintained successor, is the same `docopt` module.
+OLDEST_RELEASES = {"sh": "1.14.2", "jsonschema": "4.0", "requests": "2.25", "docopt": "0.6.2"}
+
+
+class MissingPackage(DockerupError):
+    pass
+
+
+def dependency(name, usable=None):
+    """Import one of the packages dockerup needs; refuse a release too old to work,
+    which `usable(module)` tells from what it lacks, rather than half-use it."""
+    import importlib
+
+    wanted = f"{name} {OLDEST_RELEASES[name]} or later"
+    try:
+        module = importlib.import_module(name)
+    except ImportError as e:
+        raise MissingPackage(f"the Python package {wanted} is needed: {e}")
+    if usable and not usable(module):
+        found = getattr(module, "__version__", "of unknown version")
+        raise MissingPackage(f"the Python package {wanted} is needed; this is {name} {found}")
+    return module
+
+
 # ============================================================================
 # Configuration
 # ============================================================================
@@ -471,7 +499,7 @@ SCHEMA_TEXTS = {
     },
     "name": {
       "title": "Container name",
-      "description": "Unique per host; other specs refer to it in links, volumes[].from, network \"container:NAME\" and signal. Docker's rule: a letter or digit, then letters, digits, '_', '.' or '-'; at least two characters. Without a name, dockerup identifies the container by its image repository (see the README).",
+      "description": "Unique per host; other specs refer to it in links, volumes[].from, network \"container:NAME\" and signal. Docker's rule: a letter or digit, then letters, digits, '_', '.' or '-'; at least two characters. Without a name, dockerup identifies the container by its image repository (see docs/specs.md).",
       "type": "string",
       "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$",
       "maxLength": 200
@@ -861,16 +889,27 @@ _validators = {}
 
 def schema_validator(kind):
     if kind not in _validators:
-        import jsonschema
+        jsonschema = dependency("jsonschema", lambda module: hasattr(module, "Draft202012Validator"))
+        schemas = {k: json.loads(text) for k, text in SCHEMA_TEXTS.items()}
+        validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": whole_string_pattern})
+        _validators[kind] = validator(schemas[kind], **schema_references(validator, schemas, kind))
+    return _validators[kind]
+
+
+def schema_references(validator, schemas, kind):
+    """How the validator finds the schemas' $refs to each other: a `referencing`
+    registry since jsonschema 4.18, the RefResolver it replaced before (Debian 12)."""
+    import inspect
+
+    if "registry" in inspect.signature(validator).parameters:
         from referencing import Registry, Resource
 
-        schemas = {k: json.loads(text) for k, text in SCHEMA_TEXTS.items()}
-        registry = Registry().with_resources(
-            (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
-        )
-        validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": whole_string_pattern})
-        _validators[kind] = validator(schemas[kind], registry=registry)
-    return _validators[kind]
+        return {"registry": Registry().with_resources(
+            (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values())}
+    import jsonschema
+
+    store = {schema["$id"]: schema for schema in schemas.values()}
+    return {"resolver": jsonschema.RefResolver.from_schema(schemas[kind], store=store)}
 
 
 def whole_string_pattern(validator, pattern, instance, schema):
@@ -1547,7 +1586,7 @@ def imds_token_headers(session, endpoint, wait):
 
 
 def fetch_user_data_with_retries(endpoint, deadline):
-    import requests
+    requests = dependency("requests")
 
     session = requests.Session()
     session.trust_env = False  # the metadata service is link-local: never through a proxy
@@ -1796,7 +1835,7 @@ def env_flags(env):
 
 
 # Spec field -> the docker run flags that give the container that setting, in the
-# order they appear on the command line. The README's mapping table mirrors this.
+# order they appear on the command line. The table in docs/specs.md mirrors this.
 FIELD_FLAGS = {
     "hostname": lambda v: ["--hostname", v],
     "user": lambda v: ["--user", v],
@@ -2063,6 +2102,15 @@ UNREACHABLE_MARKERS = ("Cannot connect to the Docker daemon", "Is the docker dae
 
 # sh reads output line by line by default: slow for a large `docker inspect`.
 OUTPUT_CHUNK = 64 * 1024
+# sh's options for every docker call. sh 1.x passes an option it does not know on to
+# the command as an argument (sh 2's `_return_cmd` became `---return-cmd`), so an sh
+# that lacks one of these is refused. With _bg, both return the running command.
+SH_OPTIONS = {"_bg": True, "_bg_exc": False, "_tty_out": False, "_ok_code": range(256), "_in": "",
+              "_out_bufsize": OUTPUT_CHUNK, "_err_bufsize": OUTPUT_CHUNK}
+
+
+def knows_sh_options(sh):
+    return {option[1:] for option in SH_OPTIONS} <= set(sh.Command._call_args)
 
 
 @dataclass(frozen=True)
@@ -2079,6 +2127,7 @@ class Docker:
     def __init__(self, remote, timeout, dry_run=False, show_secrets=False, out=None):
         import shutil
 
+        dependency("sh", knows_sh_options)  # refused before anything runs, not at the first call
         self.prefix = ["docker", "-H", remote]
         self.executable = shutil.which("docker")
         self.timeout = timeout
@@ -2104,8 +2153,7 @@ class Docker:
         return self._run(args, None, timeout, env=env).stdout
 
     def _run(self, args, log_level, timeout=None, tolerate=None, env=None):
-        import sh
-
+        sh = dependency("sh", knows_sh_options)
         argv = self.prefix + [str(a) for a in args]
         command = display_command(argv, self.show_secrets, env)
         if log_level is not None:
@@ -2116,9 +2164,9 @@ class Docker:
         self.calls += 1
         try:
             # sh's own _timeout polls, adding ~80 ms to every call: a timer kills instead.
-            process = sh.Command(self.executable)(
-                *argv[1:], _bg=True, _bg_exc=False, _return_cmd=True, _tty_out=False, _ok_code=range(256),
-                _in="", _out_bufsize=OUTPUT_CHUNK, _err_bufsize=OUTPUT_CHUNK, _env={**os.environ, **(env or {})})
+            # Variables for `--env NAME` join docker's environment; without them it inherits dockerup's.
+            environment = {"_env": {**os.environ, **env}} if env else {}
+            process = sh.Command(self.executable)(*argv[1:], **SH_OPTIONS, **environment)
         except (OSError, sh.ForkException) as e:
             # sh reports a failed exec (E2BIG: an argument over 128 KiB) as ForkException.
             reason = describe_os_error(e) if isinstance(e, OSError) else first_line(str(e).split("OSError:")[-1])
@@ -2435,11 +2483,26 @@ class Memory:
 
     @classmethod
     def from_json(cls, value):
+        """Raises ValueError (or TypeError) for anything this dockerup would not write."""
         def entries(key, kind):
-            return {identity: kind(**fields) for identity, fields in value.get(key, {}).items()}
+            return {identity: typed(kind, fields) for identity, fields in value.get(key, {}).items()}
 
-        return cls(set(value.get("images", [])), entries("failures", Failure), entries("previous", Previous),
-                   entries("pins", Pin))
+        images = value.get("images", [])
+        if not all(isinstance(image, str) for image in images):
+            raise ValueError("images: expected strings")
+        return cls(set(images), entries("failures", Failure), entries("previous", Previous), entries("pins", Pin))
+
+
+def typed(kind, fields):
+    """A dataclass from a JSON object whose every value has its field's type."""
+    from dataclasses import fields as fields_of
+
+    for spec in fields_of(kind):
+        value = fields.get(spec.name)
+        expected = (int, float) if spec.type is float else spec.type
+        if spec.name in fields and (not isinstance(value, expected) or isinstance(value, bool) != (spec.type is bool)):
+            raise ValueError(f"{kind.__name__}.{spec.name}: expected {spec.type.__name__}")
+    return kind(**fields)
 
 
 def memory_file(scope):
@@ -2943,6 +3006,8 @@ def plan_held(spec, old, want, failure, remove_others):
     note = (f"{spec.label}: not updating to {want.image} ({short_id(want.image_id or '')}): it failed at "
             f"{clock(failure.at)} ({failure.reason}); {when}, or run `dockerup retry {spec.label}`")
     actions = remove_others([old], f"a failed update of {spec.label}")
+    if spec.name and old.name != spec.name:
+        actions.append(RenameContainer(spec, old, "finish an interrupted rollback"))
     if not old.alive and old.status != "dead" and not (spec.one_shot and old.exit_code == 0):
         actions.append(StartContainer(spec, old, f"container is {old.status}; its update failed before"))
     return SpecPlan(Outcome.HELD, actions, old, notes=[note])
@@ -3099,9 +3164,24 @@ TEMP_NEW, TEMP_OLD = ".dockerup-new-", ".dockerup-old-"
 class ActionFailed(DockerupError):
     exit_code = EXIT_PROBLEMS
 
-    def __init__(self, message, reason=None):
+    def __init__(self, message, reason=None, cause=None):
         super().__init__(message)
         self.reason = reason or message  # short, for the memory of failed updates
+        self.cause = cause  # the docker error behind it, if any
+
+    @property
+    def update_failed(self):
+        """Whether the update itself failed, rather than the host under it: only
+        then is the failure remembered and the update held back."""
+        if isinstance(self.cause, (DaemonUnreachable, DockerTimeout)):
+            return False
+        return not any(marker in self.reason for marker in HOST_CONDITIONS)
+
+
+# What docker says when the host, not the new container, is at fault: a port someone
+# else holds, a full disk. The next run tries the update again.
+HOST_CONDITIONS = ("address already in use", "port is already allocated", "no space left on device",
+                   "was killed by signal")
 
 
 class StopRequest:
@@ -3212,7 +3292,7 @@ class Executor:
             else:
                 self.replace_stop_first(action)
         except ActionFailed as e:
-            if not self.docker.dry_run and not self.stop:  # a stop is not the update's fault
+            if not self.docker.dry_run and not self.stop and e.update_failed:  # a stop is not the update's fault
                 self.memory.failures[spec.identity] = Failure(action.want.spec_hash, action.want.image_id or "",
                                                               action.want.image, self.now(), e.reason,
                                                               action.attempts)
@@ -3237,7 +3317,7 @@ class Executor:
         except DockerError as e:
             self.remove_half_created(labels)
             raise ActionFailed(f"replacement of {spec.label} did not start: {e.detail}; {old.short} keeps running",
-                               reason=f"did not start: {e.detail}")
+                               reason=f"did not start: {e.detail}", cause=e)
         new = temporary or new
         try:
             self.wait_until_up(new, spec)
@@ -3255,7 +3335,7 @@ class Executor:
             self.docker.change("rename", retired, old.name, reason=f"put {old.name} back")
             self.docker.change("rm", "--force", "--volumes", temporary, reason=f"replacement of {spec.label} failed")
             raise ActionFailed(f"cannot rename the replacement of {spec.label}: {e.detail}; {old.short} keeps running",
-                               reason=f"cannot rename it: {e.detail}")
+                               reason=f"cannot rename it: {e.detail}", cause=e)
         self.retire(old, retired, why, action.keep_old)
 
     def retire(self, old, ref, reason, keep):
@@ -3288,7 +3368,8 @@ class Executor:
             detail = e.detail if isinstance(e, DockerError) else str(e)
             failures = self.undo(spec, done, labels)
             raise ActionFailed(f"replacement of {spec.label} failed: {detail}; "
-                               + ("; ".join(failures) or f"put back {old.short} as it was"), reason=detail)
+                               + ("; ".join(failures) or f"put back {old.short} as it was"), reason=detail,
+                               cause=e if isinstance(e, DockerError) else getattr(e, "cause", None))
         if not action.keep_old:
             self.docker.change("rm", aside, reason=why)
 
@@ -3317,16 +3398,18 @@ class Executor:
 
     def roll_back(self, action):
         """The replacement failed its probation: remove it, put the kept container back
-        under its name and start it. The run says so (a problem: exit 1)."""
+        under its name and start it. The failure is remembered first, so that a run
+        interrupted half-way finishes the rollback instead of trying the update again.
+        The run says so (a problem: exit 1), unless the rollback was asked for."""
         spec, current, kept = action.spec, action.current, action.kept
         why = f"roll back {spec.label}: {action.reason}"
+        if not self.docker.dry_run:
+            self.memory.failures[spec.identity] = action.failure
+            self.remember()
         self.docker.change("rm", "--force", "--volumes", current.id, reason=why)
         if spec.name and kept.name != spec.name:
             self.docker.change("rename", kept.name, spec.name, reason=why)
         self.docker.change("start", spec.name or kept.id, reason=why)
-        if not self.docker.dry_run:
-            self.memory.failures[spec.identity] = action.failure
-            self.remember()
         self.send_signals(spec)
         if action.failure.manual:
             log.info("%s: rolled back to %s by hand", spec.label, kept.short)
@@ -3556,6 +3639,8 @@ def serve(config, docker, stop):
             converge_locked(config, docker, stop)
         except LockHeld as e:
             log.warning("%s; trying again in %gs", e, config.interval)
+        except MissingPackage:  # no later cycle would do better
+            raise
         except DockerupError as e:
             log.error("%s", e)
         except Exception as e:  # a bug must not stop the host being managed
@@ -3645,13 +3730,16 @@ def usage_problem(argv):
 
 
 def main(argv=None):
-    from docopt import DocoptExit, docopt
-
+    try:
+        docopt = dependency("docopt")
+    except MissingPackage as e:
+        print(f"dockerup: {e}", file=sys.stderr)
+        return EXIT_FATAL
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = docopt(__doc__, argv, version=f"dockerup {__version__}")
-    except DocoptExit as e:
-        usage = DocoptExit.usage.strip()
+        args = docopt.docopt(__doc__, argv, version=f"dockerup {__version__}")
+    except docopt.DocoptExit as e:
+        usage = docopt.DocoptExit.usage.strip()
         reason = usage_problem(argv) or str(e).removesuffix(usage).strip()
         print("\n".join(filter(None, (reason, usage, "Run 'dockerup --help' for the options."))), file=sys.stderr)
         return EXIT_FATAL
