@@ -439,13 +439,14 @@ HUB_IMAGE = "dockerup-hub-test:1"  # an official image's name, as docker lists i
     ("dockerup-test/app:V2", "dockerup-test/app:V2"),
 ])
 def test_an_image_is_found_however_its_name_is_written(host, local, written):
+    web = host.name("web")
     docker("tag", IMAGE, local)
     try:
-        host.spec("web.json", name="web", image=written)
+        host.spec("web.json", name=web, image=written)
         result = host.converge()
         assert [c.split(" #")[0].split()[-1] for c in changing_commands(result.stderr)] == [written]
         assert " pull " not in result.stderr
-        assert host.inspect("web")["Image"] == docker("image", "inspect", "--format", "{{.Id}}", IMAGE).strip()
+        assert host.inspect(web)["Image"] == docker("image", "inspect", "--format", "{{.Id}}", IMAGE).strip()
         assert changing_commands(host.converge().stderr) == []
     finally:
         docker("rmi", local, check=False)
@@ -474,12 +475,13 @@ def test_dry_run_lines_run_as_printed(host):
 
 
 def test_dry_run_lines_without_secrets_run_as_printed_with_the_variables_exported(host):
-    host.spec("web.json", name="web", env={"TOKEN": "s3cret", "N": 2})
+    web = host.name("web")
+    host.spec("web.json", name=web, env={"TOKEN": "s3cret", "N": 2})
     printed = host.run("--dry-run").stdout
     assert "s3cret" not in printed
     subprocess.run(["bash", "-c", printed], check=True, capture_output=True,
                    env={**os.environ, "TOKEN": "s3cret", "N": "2"})
-    assert env_of(host.inspect("web"))["TOKEN"] == "s3cret"
+    assert env_of(host.inspect(web))["TOKEN"] == "s3cret"
     assert changing_commands(host.converge().stderr) == []
 
 
@@ -511,7 +513,8 @@ def test_env_values_are_on_no_command_line(host, tmp_path):
     """A docker stand-in waits before running the real `docker run`, so the test can
     read every command line while it is on one: the values are in none of them."""
     secret = f"s3cret-{uuid.uuid4().hex}"
-    host.spec("web.json", name="web", env={"TOKEN": secret, "MOTTO": f"also {secret}"})
+    web = host.name("web")
+    host.spec("web.json", name=web, env={"TOKEN": secret, "MOTTO": f"also {secret}"})
     stand_in = tmp_path / "bin" / "docker"
     stand_in.parent.mkdir()
     stand_in.write_text(f'#!/bin/sh\ncase " $* " in *" run "*) sleep 2;; esac\nexec {shutil.which("docker")} "$@"\n')
@@ -524,12 +527,13 @@ def test_env_values_are_on_no_command_line(host, tmp_path):
     assert run.wait(timeout=60) == 0, run.stderr.read()
     assert " --env MOTTO --env TOKEN " in waiting[0]
     assert [line for line in seen if secret in line] == []
-    assert env_of(host.inspect("web"))["TOKEN"] == secret
+    assert env_of(host.inspect(web))["TOKEN"] == secret
 
 
 def test_log_option_values_are_masked_unless_shown(host):
     secret = f"T0KEN-{uuid.uuid4().hex}"
-    host.spec("web.json", name="web", logConfiguration={"logDriver": "splunk", "options": {
+    web = host.name("web")
+    host.spec("web.json", name=web, logConfiguration={"logDriver": "splunk", "options": {
         "splunk-url": "http://127.0.0.1:1", "splunk-token": secret, "splunk-verify-connection": "false"}})
     dry = host.run("--dry-run")
     assert "--log-opt 'splunk-token=***'" in dry.stdout and secret not in dry.stdout + dry.stderr
@@ -537,7 +541,7 @@ def test_log_option_values_are_masked_unless_shown(host):
     assert f"--log-opt splunk-token={secret}" in shown.stdout
     ran = host.converge("-v")
     assert "--log-opt 'splunk-token=***'" in ran.stderr and secret not in ran.stderr
-    assert host.inspect("web")["HostConfig"]["LogConfig"]["Config"]["splunk-token"] == secret
+    assert host.inspect(web)["HostConfig"]["LogConfig"]["Config"]["splunk-token"] == secret
 
 
 def test_relative_original_default_remote_works_from_any_directory(host, tmp_path):

@@ -485,12 +485,12 @@ NOBODY = 65534
 def test_a_cache_dir_owned_by_another_user_is_refused(host, dry_run):
     host.cache.mkdir(mode=0o700)
     os.chown(host.cache, NOBODY, NOBODY)
-    write_spec(host, "web")
+    write_spec(host, host.name("web"))
     result = host.run(*(["--dry-run"] if dry_run else []))
     assert_one_problem(result, f"{host.cache}: refusing the cache directory: it belongs to nobody (uid 65534), "
                                "not to root (uid 0) running dockerup", code=2)
     assert result.stdout == ""
-    assert "web" not in all_names()
+    assert host.name("web") not in all_names()
     assert [path.name for path in host.cache.iterdir()] == []
 
 
@@ -499,11 +499,11 @@ def test_a_cache_dir_owned_by_another_user_is_refused(host, dry_run):
 def test_a_cache_dir_others_can_write_to_is_refused(host, mode, writers):
     host.cache.mkdir()
     host.cache.chmod(mode)
-    write_spec(host, "web")
+    write_spec(host, host.name("web"))
     result = host.run()
     assert_one_problem(result, f"{host.cache}: refusing the cache directory: {writers} can write to it "
                                f"(mode {mode:04o})", code=2)
-    assert "web" not in all_names()
+    assert host.name("web") not in all_names()
     assert stat.S_IMODE(host.cache.stat().st_mode) == mode
 
 
@@ -518,11 +518,11 @@ def test_a_cache_dir_is_not_created_in_an_untrusted_directory(host, tmp_path, mo
     parent.chmod(mode)
     os.chown(parent, owner, owner)
     host.configure(cache=parent / "a" / "cache")
-    write_spec(host, "web")
+    write_spec(host, host.name("web"))
     result = host.run()
     assert_one_problem(result, f"{parent}: refusing to create the cache directory {parent}/a/cache in it: "
                                f"{problem}", code=2)
-    assert "web" not in all_names()
+    assert host.name("web") not in all_names()
     assert list(parent.iterdir()) == []
 
 
@@ -532,9 +532,9 @@ def test_a_cache_dir_is_created_in_a_sticky_shared_directory(host, tmp_path):
     parent.mkdir()
     parent.chmod(0o1777)
     host.configure(cache=parent / "a" / "cache")
-    write_spec(host, "web")
+    write_spec(host, host.name("web"))
     host.converge()
-    assert "web" in running()
+    assert host.name("web") in running()
     for path in (parent / "a", parent / "a" / "cache"):
         assert (stat.S_IMODE(path.stat().st_mode), path.stat().st_uid) == (0o700, 0)
 
@@ -547,9 +547,9 @@ def test_a_cache_dir_made_meanwhile_by_another_user_in_a_sticky_directory_is_ref
     planted.mkdir(mode=0o700)
     os.chown(planted, NOBODY, NOBODY)
     host.configure(cache=planted)
-    write_spec(host, "web")
+    write_spec(host, host.name("web"))
     assert_one_problem(host.run(), f"{planted}: refusing the cache directory: it belongs to nobody", code=2)
-    assert "web" not in all_names()
+    assert host.name("web") not in all_names()
 
 
 def test_a_symlink_planted_at_a_cache_file_is_neither_read_nor_written_through(host, tmp_path):
@@ -557,7 +557,7 @@ def test_a_symlink_planted_at_a_cache_file_is_neither_read_nor_written_through(h
     place is not read, and the next write replaces the link, not what it points to."""
     import dockerup
 
-    write_spec(host, "web")
+    write_spec(host, host.name("web"))
     host.converge()
     memory = host.cache / dockerup.memory_file(host.scope)
     outside = tmp_path / "outside.json"
@@ -565,7 +565,7 @@ def test_a_symlink_planted_at_a_cache_file_is_neither_read_nor_written_through(h
     memory.unlink()
     memory.symlink_to(outside)
     before = outside.read_bytes()
-    write_spec(host, "api")
+    write_spec(host, host.name("api"))
     result = host.run()
     assert_clean_output(result)
     assert result.returncode == 0, result.stderr

@@ -98,10 +98,10 @@ def test_imdsv1_is_used_where_the_token_request_hangs(host, imds):
     """On first boot, a container beyond the hop limit never gets the token: the
     lookup must not spend its whole deadline waiting for it."""
     imds.mode = "hung-token"
-    imds.document = {"containers": [container("api")]}
+    imds.document = {"containers": [container(host.name("api"))]}
     result = run_aws(host, imds)
     assert result.returncode == 0, result.stderr
-    assert set(host.running_ids()) == {"api"}
+    assert set(host.running_ids()) == {host.name("api")}
     assert [(r.method, r.path) for r in imds.requests] == [("PUT", TOKEN_PATH), ("GET", USER_DATA_PATH)]
     assert imds.requests[1].header(TOKEN_HEADER) is None
 
@@ -291,7 +291,7 @@ def planted_user_data(host):
     """A user-data document in the cache that no metadata service ever served."""
     host.cache.mkdir(mode=0o700, exist_ok=True)
     planted = host.cache / dockerup.USER_DATA_CACHE
-    planted.write_text(json.dumps({"containers": [container("planted", privileged=True,
+    planted.write_text(json.dumps({"containers": [container(host.name("planted"), privileged=True,
                                                             volumes=[{"hostPath": "/", "containerPath": "/host"}])]}))
     return planted
 
