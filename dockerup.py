@@ -2556,7 +2556,7 @@ class Memory:
     previous: dict = field(default_factory=dict)  # identity -> Previous
     pins: dict = field(default_factory=dict)  # identity -> Pin
     rollbacks: set = field(default_factory=set)  # identities `dockerup rollback` names (not saved)
-    sightings: dict = field(default_factory=dict)  # identity -> Sighting, while a rolling update waits
+    sightings: dict = field(default_factory=dict)  # identity -> Sighting of the image a rolling spec's tag is at
 
     def to_json(self):
         from dataclasses import asdict
