@@ -11,8 +11,8 @@
 #
 # Both images are build arguments, so the image can be built where no public
 # registry is reachable, from a locally made base with Python and pip (see
-# tests/test_self_update.py, whose base also has setuptools, wheel and dockerup's
-# dependencies, so that pip needs no index). Otherwise pip downloads them from its
+# tests/test_self_update.py, whose base also has setuptools and dockerup's
+# dependencies, and builds without isolation, so that pip needs no index). Otherwise pip downloads them from its
 # index: where only the host can reach it, build with `docker build --network host`.
 ARG BASE_IMAGE=python:3.11-slim
 # Any image with a docker CLI at /usr/local/bin/docker (static in the official one).
@@ -22,8 +22,7 @@ FROM ${DOCKER_CLI_IMAGE} AS docker-cli
 
 FROM ${BASE_IMAGE}
 COPY --from=docker-cli /usr/local/bin/docker /usr/local/bin/docker
-# README.md is optional (setup.py reads it if present): the pattern may match nothing.
-COPY setup.py dockerup.py README.m[d] /tmp/dockerup/
+COPY pyproject.toml setup.py dockerup.py README.md LICENSE /tmp/dockerup/
 RUN pip install --no-cache-dir --disable-pip-version-check --root-user-action=ignore /tmp/dockerup \
     && rm -rf /tmp/dockerup \
     && dockerup --version && docker --version

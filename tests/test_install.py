@@ -6,6 +6,7 @@ client's configuration."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import dockerup
 from conftest import IMAGE, ROOT, Registry, docker
 
 INSTALLED = "/usr/local/bin/dockerup"
@@ -28,6 +30,36 @@ def test_the_units_run_the_installed_path():
     cron = [line for line in (ROOT / "etc" / "dockerup.cron").read_text().splitlines()
             if line and not line.startswith(("#", "PATH="))]
     assert cron == [f"* * * * * root {INSTALLED} 2>&1 | logger -t dockerup"]
+
+
+def pyproject():
+    try:
+        import tomllib
+    except ImportError:  # Python 3.9 and 3.10
+        import tomli as tomllib
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_the_package_requires_the_oldest_releases_that_work():
+    """docopt 0.6.2 works too (Debian's), but pip installs its maintained successor."""
+    requirements = dict(re.fullmatch(r"([\w-]+)>=([\d.]+)", requirement).groups()
+                        for requirement in pyproject()["project"]["dependencies"])
+    oldest = {name: release for name, release in dockerup.OLDEST_RELEASES.items() if name != "docopt"}
+    assert requirements == {**oldest, "docopt-ng": "0.9"}
+
+
+def test_the_version_is_written_once_in_dockerup_py():
+    project = pyproject()
+    assert project["project"]["dynamic"] == ["version"] and "version" not in project["project"]
+    assert project["tool"]["setuptools"]["dynamic"] == {"version": {"attr": "dockerup.__version__"}}
+    setup_calls = re.findall(r"^setup\(.*", (ROOT / "setup.py").read_text(), re.M)
+    assert setup_calls == ["setup()"], "setup.py must leave everything to pyproject.toml"
+
+
+def test_the_license_is_mit():
+    assert pyproject()["project"]["license"] == "MIT"
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n\nCopyright (c) 2026 the dockerup authors\n")
 
 
 def project_copy(directory):
@@ -95,6 +127,11 @@ def test_venv(tmp_path, host):
     link.parent.mkdir(parents=True)
     link.symlink_to(venv / "bin" / "dockerup")
     check_installed(tmp_path, host)
+    shown = run([venv / "bin" / "pip", "show", "--files", "dockerup"]).stdout
+    assert f"\nVersion: {dockerup.__version__}\n" in shown
+    files = shown.split("\nFiles:\n", 1)[1].split()
+    assert sorted(f for f in files if "dist-info" not in f and "__pycache__" not in f) == [
+        "../../../bin/dockerup", "dockerup.py"]  # one module and its command: no data files
 
 
 def test_a_registry_login_reaches_dockerup(tmp_path, host):
