@@ -81,9 +81,13 @@ def python_dependencies():
     and to run: pyproject.toml's build requirements and dependencies, and what they
     require in turn."""
     import importlib.metadata
-    import tomllib
 
     from packaging.requirements import Requirement
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.9 and 3.10
+        import tomli as tomllib
 
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     wanted = pyproject["build-system"]["requires"] + pyproject["project"]["dependencies"]
@@ -147,8 +151,11 @@ def assemble_base(tag, packages, dependencies, docker_cli, busybox):
 
 
 def file_digest(path):
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def base_image():
