@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 
-from conftest import IMAGE, IMAGE_2, KEEP_RUNNING, TEST_LABEL, build_image, docker, leftovers, wait_until
+from conftest import ENGINE, IMAGE, IMAGE_2, KEEP_RUNNING, TEST_LABEL, build_image, docker, leftovers, wait_until
 
 
 def changing_commands(stderr):
@@ -31,7 +31,7 @@ def test_first_run_creates_and_second_run_changes_nothing(host):
     host.spec("web.json", name="web", env={"A": "1"})
     host.spec("worker.json", command=["sh", "-c", KEEP_RUNNING])
     first = host.converge()
-    assert [c.split(" run ")[0] for c in changing_commands(first.stderr)] == ["docker -H unix:///var/run/docker.sock"] * 2
+    assert [c.split(" run ")[0] for c in changing_commands(first.stderr)] == [f"docker -H {ENGINE}"] * 2
     before = host.running_ids()
     assert set(before) >= {"web"} and len(before) == 2
 
@@ -429,7 +429,7 @@ def test_dry_run_prints_commands_and_changes_nothing(host):
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("docker -H unix:///var/run/docker.sock run --detach --name web --label dockerup.id=web ")
+    assert lines[0].startswith(f"docker -H {ENGINE} run --detach --name web --label dockerup.id=web ")
     assert "--env 'TOKEN=***'" in lines[0] and lines[0].endswith(f"{IMAGE}  # absent (web)")
     assert "s3cret" not in result.stdout + result.stderr
     assert host.managed() == {}
