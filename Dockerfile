@@ -27,10 +27,11 @@ RUN pip install --no-cache-dir --disable-pip-version-check --root-user-action=ig
     && rm -rf /tmp/dockerup \
     && dockerup --version && docker --version
 
-# The docker socket is bind-mounted, not declared here: a VOLUME on its path would
-# turn a forgotten -v into an empty directory instead of a clear "cannot connect".
-# The cache must be a host directory shared by every dockerup on the host: its lock
-# is what keeps two of them (say, during a self-update) from converging at once.
-VOLUME ["/etc/dockerup", "/var/cache/dockerup"]
+# No VOLUME: the docker socket, /etc/dockerup and the cache are bind-mounted from the
+# host. A VOLUME would turn a forgotten -v into an empty directory of the container's
+# own instead of a clear error; for the cache that is worse than an error: its lock
+# works only in the one host directory every dockerup on the host shares, and with a
+# volume each would have its own, so two (say, during a self-update) could converge
+# at once.
 # Options after the image name are added, e.g. `... dockerup --interval 30`.
 ENTRYPOINT ["dockerup", "--server"]

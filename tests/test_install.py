@@ -32,6 +32,25 @@ def test_the_units_run_the_installed_path():
     assert cron == [f"* * * * * root {INSTALLED} 2>&1 | logger -t dockerup"]
 
 
+def test_systemd_accepts_the_unit(tmp_path):
+    """Every option is one systemd knows (a misspelt hardening option is silently
+    ignored by systemd itself), and none hides root's ~/.docker from the docker client."""
+    text = (ROOT / "etc" / "dockerup.service").read_text()
+    unit = tmp_path / "dockerup.service"
+    unit.write_text(text.replace(f"ExecStart={INSTALLED}", f"ExecStart={shutil.which('true')}"))
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
+    assert "\nProtectHome=read-only\n" in text and "InaccessiblePaths" not in text
+
+
+def test_the_image_leaves_the_cache_to_the_host_and_the_self_spec_outlasts_a_pull():
+    """A VOLUME would give a dockerup started without -v a lock of its own; docker's
+    10 second stop would kill a dockerup in the middle of a pull."""
+    assert re.findall(r"^VOLUME\b.*", (ROOT / "Dockerfile").read_text(), re.M) == []
+    spec = json.loads((ROOT / "etc" / "dockerup-self.json").read_text())
+    assert spec["stopTimeout"] >= dockerup.config_defaults()["timeout"]
+
+
 def pyproject():
     try:
         import tomllib
