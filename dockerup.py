@@ -3,6 +3,8 @@
 
 Usage:
   dockerup [options]
+  dockerup retry [options] [NAME...]
+  dockerup rollback [options] NAME...
   dockerup validate [options] [--user-data FILE]
   dockerup schema [container | user-data]
   dockerup -h | --help
@@ -24,7 +26,11 @@ Options:
   --exclusive         Own the host: remove every container not declared.
   --timeout SECONDS   Give up on any docker command after this long [default 300].
   --settle SECONDS    How long a replacement must stay up before the container
-                      it replaces is removed [default 2].
+                      it replaces is stopped for good [default 2].
+  --probation SECS    After an update, keep the replaced container this long
+                      and roll back if the replacement fails [default 300; 0 off].
+  --scope NAME        Own only the containers labelled with this scope [default
+                      empty: those with no scope].
   --server            Keep running: sync every interval seconds until SIGTERM.
   --dry-run           Print the docker commands a run would execute, one per
                       line with the reason as a # comment; change nothing.
@@ -35,6 +41,10 @@ Options:
   --version           Show the version.
 
 Every option overrides the configuration file key of the same name.
+`dockerup retry` forgets failed updates (of the NAMEs, or all) and runs: they are
+tried again at once. `dockerup rollback` puts back the container an update on
+probation replaced, or after probation recreates the container from the image its
+last update replaced, and pins it there until its tag moves; then it runs.
 `dockerup validate` checks the configuration file and every spec without
 touching the Docker engine. `dockerup schema` prints the JSON Schema of a spec
 (or of a user-data document), for editors and other validators.
@@ -46,6 +56,8 @@ Exit codes:
   3  another dockerup run holds the lock
 """
 
+import copy
+import enum
 import hashlib
 import json
 import logging
@@ -138,6 +150,12 @@ def parse_settle(text):
     return value
 
 
+def parse_scope(text):
+    if text and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}", text):
+        raise ValueError("expected a name of letters, digits, '_', '.' and '-', starting with a letter or digit")
+    return text
+
+
 def normalize_remote(url):
     """The original documented default "unix://var/run/docker.sock" is read by the
     docker CLI as a path relative to the working directory: make it absolute."""
@@ -161,8 +179,12 @@ CONFIG_KEYS = {
     "pull": (parse_bool, True),
     "exclusive": (parse_bool, False),
     "timeout": (parse_seconds, 300.0),
-    # Seconds a replacement must keep running before its predecessor is removed.
+    # Seconds a replacement must keep running before its predecessor is stopped for good.
     "settle": (parse_settle, 2.0),
+    # Seconds after an update during which a failing replacement is rolled back.
+    "probation": (parse_settle, 300.0),
+    # Which containers this instance owns: those labelled with its scope.
+    "scope": (parse_scope, ""),
 }
 
 
@@ -177,6 +199,8 @@ class Config:
     exclusive: bool
     timeout: float
     settle: float
+    probation: float
+    scope: str
     server: bool = False
     dry_run: bool = False
     show_secrets: bool = False
@@ -234,7 +258,7 @@ def load_config(args):
         values.update(read_config_file(path))
     elif os.path.exists(DEFAULT_CONFIG_FILE):
         values.update(read_config_file(DEFAULT_CONFIG_FILE))
-    for key in ("confdir", "cache", "remote", "interval", "timeout", "settle"):
+    for key in ("confdir", "cache", "remote", "interval", "timeout", "settle", "probation", "scope"):
         if args.get(f"--{key}") is not None:
             values[key] = parse_config_value(key, args[f"--{key}"], f"--{key}")
     for key in ("aws", "pull"):
@@ -692,6 +716,7 @@ class Spec:
     source: str  # SOURCE_CONFDIR or SOURCE_USER_DATA
     path: str = ""  # JSON path of the spec inside `where`, e.g. "containers[2]"
     identity: str = ""
+    legacy_identity: str = ""  # what dockerup 0.1 called it (assign_identities)
 
     @property
     def name(self):
@@ -709,6 +734,11 @@ class Spec:
     @property
     def eager(self):
         return self.doc.get("update", {}).get("eager", False)
+
+    @property
+    def one_shot(self):
+        """A job rather than a service: once it exits 0, it is done."""
+        return self.doc.get("restart") in ("never", "on-failure")
 
     def may_pull(self, config):
         return config.pull and self.doc.get("update", {}).get("pull", True)
@@ -1322,17 +1352,27 @@ def dependency_order(specs):
 
 
 def assign_identities(specs):
-    """A named spec is its name. An unnamed one is its image repository, with
-    "#2", "#3"... for later unnamed specs of the same repository."""
-    seen, result = {}, []
+    """A named spec is its name. An unnamed spec of confdir is its file, "file:web.json":
+    whatever another file says, or whether it can be read at all, never changes which
+    container a spec owns. The n-th unnamed spec of user-data is "user-data#n" (user-data
+    is used whole or not at all). Each spec also gets the identity dockerup 0.1 gave it
+    (its image repository, "image:REPOSITORY#n"), to adopt the containers it made."""
+    repositories, unnamed_in_user_data, result = {}, 0, []
     for spec in specs:
+        legacy = spec.name
         if spec.name:
             identity = spec.name
         else:
             repository = image_repository(spec.image)
-            seen[repository] = seen.get(repository, 0) + 1
-            identity = f"image:{repository}" + (f"#{seen[repository]}" if seen[repository] > 1 else "")
-        result.append(replace(spec, identity=identity))
+            repositories[repository] = repositories.get(repository, 0) + 1
+            count = repositories[repository]
+            legacy = f"image:{repository}" + (f"#{count}" if count > 1 else "")
+            if spec.source == SOURCE_USER_DATA:
+                unnamed_in_user_data += 1
+                identity = f"user-data#{unnamed_in_user_data}"
+            else:
+                identity = f"file:{os.path.basename(spec.where)}"
+        result.append(replace(spec, identity=identity, legacy_identity=legacy))
     return result
 
 
@@ -1538,10 +1578,11 @@ def load_declared(config, user_data=None, memo=None):
 # of ownership and of the spec a container was made from, so deleting the cache
 # never makes dockerup forget a container.
 
-LABEL_ID = "dockerup.id"  # the spec identity (its name, or "image:REPOSITORY[#n]")
-LABEL_HASH = "dockerup.hash"  # hash of everything that shapes the container
+LABEL_ID = "dockerup.id"  # the spec identity (see assign_identities)
+LABEL_HASH = "dockerup.hash"  # "2:" and a hash of the spec's canonical form (change_hash)
 LABEL_FIELDS = "dockerup.fields"  # per-field hashes, to say which fields changed
 LABEL_SOURCE = "dockerup.source"  # confdir or user-data
+LABEL_SCOPE = "dockerup.scope"  # the instance's scope; absent for the default, empty scope
 
 RESTART_POLICIES = {"always": "always", "unless-stopped": "unless-stopped", "on-failure": "on-failure", "never": "no"}
 
@@ -1570,12 +1611,16 @@ def publish_argument(mapping):
     return f"{host}:{container}" if host else container
 
 
-def volume_flags(volume):
+def volume_flags(volume, carried=None):
+    """`carried` maps the paths of anonymous volumes to the volume an earlier container
+    of the spec had there."""
     read_only = ":ro" if volume.get("mode") == "ro" else ""
     if "from" in volume:
         return ["--volumes-from", volume["from"] + read_only]
     if "hostPath" in volume:
         return ["--volume", f"{volume['hostPath']}:{volume['containerPath']}{read_only}"]
+    if carried and volume["containerPath"] in carried:
+        return ["--volume", f"{carried[volume['containerPath']]}:{volume['containerPath']}"]
     return ["--volume", volume["containerPath"]]
 
 
@@ -1638,8 +1683,6 @@ FIELD_FLAGS = {
     "ulimits": lambda v: each("--ulimit", [f"{u['name']}={u['softLimit']}:{u['hardLimit']}" for u in v]),
     "entrypoint": lambda v: ["--entrypoint", split_argv(v)[0]],
 }
-# Fields that never reach docker run: they steer dockerup itself.
-CONTROL_FIELDS = ("type", "name", "image", "command", "update", "signal")
 
 
 def field_flags(doc):
@@ -1652,35 +1695,135 @@ def container_arguments(doc):
     return split_argv(doc.get("entrypoint"))[1:] + split_argv(doc.get("command"))
 
 
-def run_argv(spec, name=None, labels=None):
-    """The complete `docker run` argv (without the leading docker -H ...)."""
+def run_argv(spec, name=None, labels=None, image=None, carry=()):
+    """The complete `docker run` argv (without the leading docker -H ...). `image` may
+    replace the spec's (a pinned digest); `carry` mounts an earlier container's
+    anonymous volumes, (name, path), at their paths."""
     name = name or spec.name
     argv = ["run", "--detach"] + (["--name", name] if name else [])
     for key, value in (labels or {}).items():
         argv += ["--label", f"{key}={value}"]
-    for _, flags in field_flags(spec.doc):
+    carried = {path: volume for volume, path in carry}
+    for key, flags in field_flags(spec.doc):
+        if key == "volumes":
+            flags = [flag for volume in spec.doc["volumes"] for flag in volume_flags(volume, carried)]
         argv += flags
-    return argv + [spec.image] + container_arguments(spec.doc)
+    for path in sorted(carried.keys() - {v.get("containerPath") for v in spec.doc.get("volumes", [])}):
+        argv += ["--volume", f"{carried[path]}:{path}"]
+    return argv + [image or spec.image] + container_arguments(spec.doc)
 
 
 def short_hash(value, length):
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:length]
 
 
+# ---- The change hash -----------------------------------------------------------
+# A container is recreated when the hash of its spec changes, so the hash is taken
+# over a canonical form of the spec: what docker would do, not how it is written or
+# how dockerup happens to translate it. Sizes are bytes, lists docker reads in any
+# order are sorted, and values that add nothing ("privileged": false, "env": {}) are
+# left out; reformatting, reordering and rewording never recreate a container, and
+# neither does a new dockerup release that translates a field differently. The
+# version prefix makes a deliberate change of the canonical form visible; a golden
+# test pins the hashes of a corpus of specs.
+
+HASH_VERSION = "2"
+
+
+def canonical_links(links):
+    pairs = links.items() if isinstance(links, dict) else (link.partition(":")[::2] for link in links)
+    return sorted(f"{name}:{alias or name}" for name, alias in pairs)
+
+
+def canonical_port(mapping):
+    return [mapping.get("hostIp", ""), int(mapping.get("hostPort", 0)), int(mapping["containerPort"]),
+            mapping.get("protocol", "tcp")]
+
+
+def canonical_volume(volume):
+    mode = volume.get("mode", "rw")
+    if "from" in volume:
+        return f"from {volume['from']}:{mode}"
+    if "hostPath" in volume:
+        return f"bind {volume['hostPath']}:{volume['containerPath']}:{mode}"
+    return f"volume {volume['containerPath']}"
+
+
+def canonical_health(check):
+    command = health_command(check)
+    if command is None:
+        return ["NONE"]
+    return [command] + [float(check[key]) if key in check else None
+                        for key in ("interval", "timeout", "retries", "startPeriod")]
+
+
+# Spec field -> its canonical value in the change hash.
+CANONICAL = {
+    "name": str,
+    "image": lambda v: normalize_image_ref(v),
+    "hostname": str,
+    "user": str,
+    "workingDirectory": str,
+    "privileged": bool,
+    "readonlyRootFilesystem": bool,
+    "stopTimeout": int,
+    "network": str,
+    "links": canonical_links,
+    "extraHosts": lambda v: sorted(f"{h['hostname']}:{h['ipAddress']}" for h in v),
+    "dnsServers": list,  # the resolver tries them in order
+    "dnsSearchDomains": list,  # and these
+    "portMappings": lambda v: sorted(canonical_port(m) for m in v),
+    "volumes": lambda v: sorted(canonical_volume(volume) for volume in v),
+    "env": lambda v: {key: env_text(value) for key, value in v.items()},
+    "dockerLabels": dict,
+    "logConfiguration": lambda v: [v["logDriver"], v.get("options", {})],
+    "healthCheck": canonical_health,
+    "ulimits": lambda v: sorted([u["name"], u["softLimit"], u["hardLimit"]] for u in v),
+    "entrypoint": split_argv,
+    "command": split_argv,
+}
+# Fields docker can change on a running container (docker update): compared with what
+# docker inspect reports instead of through the hash, and applied in place.
+IN_PLACE_FIELDS = ("cpu", "memory", "memoryReservation", "restart")
+# Fields that steer dockerup itself and never shape the container.
+CONTROL_FIELDS = ("type", "update", "signal")
+
+
+def canonical_spec(doc):
+    canonical = {}
+    for key, normalize in CANONICAL.items():
+        value = normalize(doc[key]) if key in doc else None
+        if value not in (None, False, "", [], {}):
+            canonical[key] = value
+    return canonical
+
+
 def fingerprint(doc):
-    """(hash, per-field hashes) of everything that shapes the container, taken from
-    its translation so reordered keys or reformatted JSON never change it. The image
-    *id* is deliberately left out: an updated image is detected on its own."""
-    # A field that adds no flag ("privileged": false, "env": {}) changes nothing.
-    parts = [("name", [doc.get("name", "")])] + [(key, flags) for key, flags in field_flags(doc) if flags]
+    """(hash, per-field hashes) of the spec's canonical form. The image *id* is left
+    out on purpose: an updated image is detected on its own."""
+    canonical = canonical_spec(doc)
+    per_field = ",".join(f"{key}:{short_hash(value, 8)}" for key, value in canonical.items())
+    return f"{HASH_VERSION}:{short_hash(canonical, 16)}", per_field
+
+
+def legacy_fingerprint(doc):
+    """The change hash of dockerup 0.1, taken over its translation of the spec to docker
+    run flags. Kept only to recognise the containers that release made, so that an
+    upgrade recreates none whose settings are unchanged; tests pin its values."""
+    flags = {**FIELD_FLAGS, "env": lambda v: each("--env", [f"{k}={env_text(v[k])}" for k in sorted(v)])}
+    parts = [("name", [doc.get("name", "")])] + [(key, flags[key](doc[key])) for key in flags if key in doc]
+    parts = [(key, value) for key, value in parts if key == "name" or value]
     parts += [("image", [normalize_image_ref(doc["image"])]), ("command", container_arguments(doc))]
     named = dict(parts)
     if "entrypoint" in doc:
-        # Its extra words run after the image, but changing them changes the entrypoint.
         named["entrypoint"] = ["--entrypoint", *split_argv(doc["entrypoint"])]
         named["command"] = split_argv(doc.get("command"))
-    per_field = ",".join(f"{key}:{short_hash(flags, 8)}" for key, flags in named.items() if flags not in ([], [""]))
+    per_field = ",".join(f"{key}:{short_hash(value, 8)}" for key, value in named.items() if value not in ([], [""]))
     return short_hash(parts, 16), per_field
+
+
+def is_legacy_hash(value):
+    return ":" not in (value or "")
 
 
 def changed_fields(old_fields, new_fields):
@@ -1691,9 +1834,33 @@ def changed_fields(old_fields, new_fields):
     return sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
 
 
-def spec_labels(spec):
+def spec_labels(spec, scope=""):
     spec_hash, fields = fingerprint(spec.doc)
-    return {LABEL_ID: spec.identity, LABEL_HASH: spec_hash, LABEL_FIELDS: fields, LABEL_SOURCE: spec.source}
+    labels = {LABEL_ID: spec.identity, LABEL_HASH: spec_hash, LABEL_FIELDS: fields, LABEL_SOURCE: spec.source}
+    if scope:
+        labels[LABEL_SCOPE] = scope
+    return labels
+
+
+# ---- Settings applied in place ----------------------------------------------------
+# IN_PLACE_FIELDS as docker inspect reports them, and the docker update flags that set
+# them. docker can raise, lower or set these, but cannot remove a limit it once set.
+
+def resource_settings(doc):
+    """The values docker inspect would show for the spec's IN_PLACE_FIELDS."""
+    return {"cpu": doc.get("cpu", 0), "memory": parse_size(doc.get("memory", "0")) or 0,
+            "memoryReservation": parse_size(doc.get("memoryReservation", "0")) or 0,
+            "restart": RESTART_POLICIES.get(doc.get("restart"), "no")}
+
+
+UPDATE_FLAGS = {
+    "cpu": lambda v: ["--cpu-shares", str(v)],
+    # docker run gives a container as much swap as memory; docker update must keep
+    # the swap limit above the memory limit itself.
+    "memory": lambda v: ["--memory", str(v), "--memory-swap", str(2 * v)],
+    "memoryReservation": lambda v: ["--memory-reservation", str(v)],
+    "restart": lambda v: ["--restart", v],
+}
 
 
 def display_command(argv, show_secrets=False):
@@ -1850,6 +2017,14 @@ def first_line(text):
 ALIVE_STATUSES = ("running", "restarting", "paused")
 
 
+@dataclass(frozen=True)
+class Mount:
+    kind: str  # volume, bind or tmpfs
+    name: str  # the volume's name; "" for a bind mount
+    source: str
+    destination: str
+
+
 @dataclass(frozen=True, eq=False)
 class Container:
     id: str
@@ -1859,7 +2034,15 @@ class Container:
     health: str  # "" without a health check, else starting, healthy, unhealthy
     exit_code: int
     labels: dict
-    host_ports: frozenset  # (port, protocol) published on the host
+    host_ports: frozenset = frozenset()  # (port, protocol) published on the host
+    created: float = 0.0  # seconds since the epoch
+    started_at: float = 0.0  # 0 if it never started
+    restart_count: int = 0  # restarts by the engine's restart policy
+    network_mode: str = ""  # "container:<id>" when it shares another container's network
+    volumes_from: tuple = ()
+    mounts: tuple = ()  # Mounts
+    declared_volumes: frozenset = frozenset()  # Config.Volumes: the image's VOLUMEs and anonymous -v PATH
+    resources: dict = field(default_factory=lambda: resource_settings({}))  # IN_PLACE_FIELDS, as docker has them
 
     @property
     def alive(self):
@@ -1876,24 +2059,51 @@ class Container:
         return self.identity is not None
 
     @property
+    def scope(self):
+        return self.labels.get(LABEL_SCOPE, "")
+
+    @property
     def short(self):
         return f"{self.name} ({self.id[:12]})"
+
+
+def parse_docker_time(text):
+    """docker's RFC 3339 timestamps with nanoseconds, as seconds since the epoch;
+    0 for Go's zero time, which docker gives a container that never started."""
+    import datetime
+
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text or "")
+    if not match or match.group(1).startswith("0001-"):
+        return 0.0
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    moment = datetime.datetime.fromisoformat(match.group(1) + zone)
+    return moment.timestamp() + float("0" + (match.group(2) or ""))
 
 
 def parse_containers(inspect_json):
     containers = []
     for item in json.loads(inspect_json or "[]"):
-        state, labels = item.get("State") or {}, (item.get("Config") or {}).get("Labels") or {}
+        state, config = item.get("State") or {}, item.get("Config") or {}
+        host_config = item.get("HostConfig") or {}
         ports = set()
-        for key, bindings in ((item.get("HostConfig") or {}).get("PortBindings") or {}).items():
+        for key, bindings in (host_config.get("PortBindings") or {}).items():
             port, _, protocol = key.partition("/")
             for binding in bindings or ():
                 if binding.get("HostPort"):
                     ports.add((int(binding["HostPort"]), protocol or "tcp"))
+        mounts = tuple(Mount(m.get("Type", ""), m.get("Name", ""), m.get("Source", ""), m.get("Destination", ""))
+                       for m in item.get("Mounts") or ())
+        resources = {"cpu": host_config.get("CpuShares") or 0, "memory": host_config.get("Memory") or 0,
+                     "memoryReservation": host_config.get("MemoryReservation") or 0,
+                     "restart": (host_config.get("RestartPolicy") or {}).get("Name") or "no"}
         containers.append(Container(
             id=item["Id"], name=item["Name"].lstrip("/"), image_id=item["Image"],
             status=state.get("Status", ""), health=(state.get("Health") or {}).get("Status", ""),
-            exit_code=state.get("ExitCode", 0), labels=labels, host_ports=frozenset(ports)))
+            exit_code=state.get("ExitCode", 0), labels=config.get("Labels") or {}, host_ports=frozenset(ports),
+            created=parse_docker_time(item.get("Created")), started_at=parse_docker_time(state.get("StartedAt")),
+            restart_count=item.get("RestartCount") or 0, network_mode=host_config.get("NetworkMode") or "",
+            volumes_from=tuple(host_config.get("VolumesFrom") or ()), mounts=mounts,
+            declared_volumes=frozenset(config.get("Volumes") or ()), resources=resources))
     return containers
 
 
@@ -1902,9 +2112,14 @@ class Images:
     by_ref: dict  # "repo:tag" or "repo@digest" -> image id
     refs_by_id: dict  # image id -> ["repo:tag", ...]
     dangling: set  # ids of untagged images
+    digests_by_id: dict = field(default_factory=dict)  # image id -> ["repo@sha256:...", ...]
 
     def resolve(self, image):
         return self.by_ref.get(normalize_image_ref(image))
+
+    def digest_ref(self, image_id):
+        """A reference that pulls exactly this image again, or "" for a local-only image."""
+        return next(iter(self.digests_by_id.get(image_id, ())), "")
 
     @property
     def ids(self):
@@ -1932,6 +2147,7 @@ def parse_images(text):
             images.refs_by_id[image_id].append(f"{repository}:{tag}")
         if digest not in ("<none>", ""):
             images.by_ref[f"{repository}@{digest}"] = image_id
+            images.digests_by_id.setdefault(image_id, []).append(f"{repository}@{digest}")
     return images
 
 
@@ -2004,17 +2220,169 @@ def own_container_id():
     return None
 
 
+# ---- What dockerup remembers ------------------------------------------------------
+# The engine's labels say what each container is; the cache adds what only history
+# can tell: updates that failed, the image each update replaced, rollbacks' pins, and
+# the images this instance used (for cleanup). One file per scope, written whole.
+# Losing it costs at most one more attempt at an update that failed before.
+
+RETRY_FIRST, RETRY_MAX = 600.0, 86400.0  # seconds before a failed update is tried again
+MEMORY_VERSION = 1
+LEGACY_IMAGE_RECORD = "images.json"  # dockerup 0.1's record of used images
+
+
+@dataclass
+class Failure:
+    """An update (spec hash and image) that failed. It is not tried again until the
+    spec or the image changes, `dockerup retry` is run, or the back-off has passed;
+    an update rolled back by hand has no back-off."""
+
+    spec_hash: str
+    image_id: str
+    image: str  # the reference, for messages
+    at: float
+    reason: str
+    attempts: int = 1
+    manual: bool = False
+
+    @property
+    def retry_at(self):
+        if self.manual:
+            return None
+        return self.at + min(RETRY_FIRST * 2 ** (self.attempts - 1), RETRY_MAX)
+
+    def matches(self, spec_hash, image_id):
+        return self.spec_hash == spec_hash and self.image_id == image_id
+
+
+@dataclass
+class Pin:
+    """A rollback's hold on an earlier image, kept while the tag points where it did."""
+
+    image_id: str
+    ref: str  # "repository@sha256:...", to pull it again; "" when unknown
+    tag_image_id: str  # the image the spec's tag pointed at when it was pinned
+
+
+@dataclass
+class Previous:
+    """The image an update replaced: `dockerup rollback` goes back to it."""
+
+    image_id: str
+    ref: str
+    at: float
+
+
+@dataclass
+class Memory:
+    images: set = field(default_factory=set)  # image ids this scope's containers used
+    failures: dict = field(default_factory=dict)  # identity -> Failure
+    previous: dict = field(default_factory=dict)  # identity -> Previous
+    pins: dict = field(default_factory=dict)  # identity -> Pin
+    rollbacks: set = field(default_factory=set)  # identities `dockerup rollback` names (not saved)
+
+    def to_json(self):
+        from dataclasses import asdict
+
+        return {"version": MEMORY_VERSION, "images": sorted(self.images),
+                "failures": {k: asdict(v) for k, v in sorted(self.failures.items())},
+                "previous": {k: asdict(v) for k, v in sorted(self.previous.items())},
+                "pins": {k: asdict(v) for k, v in sorted(self.pins.items())}}
+
+    @classmethod
+    def from_json(cls, value):
+        """Raises ValueError (or TypeError) for anything this dockerup would not write."""
+        def entries(key, kind):
+            return {identity: typed(kind, fields) for identity, fields in value.get(key, {}).items()}
+
+        images = value.get("images", [])
+        if not all(isinstance(image, str) for image in images):
+            raise ValueError("images: expected strings")
+        return cls(set(images), entries("failures", Failure), entries("previous", Previous), entries("pins", Pin))
+
+
+def typed(kind, fields):
+    """A dataclass from a JSON object whose every value has its field's type."""
+    from dataclasses import fields as fields_of
+
+    for spec in fields_of(kind):
+        value = fields.get(spec.name)
+        expected = (int, float) if spec.type is float else spec.type
+        if spec.name in fields and (not isinstance(value, expected) or isinstance(value, bool) != (spec.type is bool)):
+            raise ValueError(f"{kind.__name__}.{spec.name}: expected {spec.type.__name__}")
+    return kind(**fields)
+
+
+def memory_file(scope):
+    return f"state.{scope}.json" if scope else "state.json"
+
+
+def read_memory(cache_dir, scope):
+    """What this scope's earlier runs remembered; a damaged file is as good as none."""
+    data = read_cache_bytes(cache_dir, memory_file(scope))
+    if data is None:
+        legacy = read_cache_list(cache_dir, LEGACY_IMAGE_RECORD) if not scope else []
+        return Memory(images=set(legacy))
+    try:
+        value = json.loads(data)
+        if value.get("version") != MEMORY_VERSION:
+            raise ValueError("another version")
+        return Memory.from_json(value)
+    except (ValueError, TypeError, AttributeError):
+        log.warning("%s: not what this dockerup writes there; starting afresh",
+                    os.path.join(cache_dir, memory_file(scope)))
+        return Memory()
+
+
+def save_memory(cache_dir, scope, memory, before=None):
+    if before is None or memory.to_json() != before.to_json():
+        write_cache_bytes(cache_dir, memory_file(scope), json.dumps(memory.to_json(), indent=1).encode())
+
+
 # ============================================================================
 # Planning actions
 # ============================================================================
-# plan_changes() is a pure function of (what is declared, what the engine has):
-# it decides everything and changes nothing. The executor below carries it out.
+# plan_changes() is a pure function of (what is declared, what the engine has, what
+# earlier runs remembered, the time): it decides everything and changes nothing. The
+# executor below carries it out.
 #
-# A spec's *group* is every container labelled with its identity. Normally that is
-# one container; an interrupted update can leave more (a replacement under a
-# temporary name, a retired predecessor). The plan always keeps at most one: the
-# newest-looking healthy member, and removes the rest, so an interruption at any
-# point is finished by the next run.
+# A spec's *group* is every container of this scope labelled with its identity.
+# Normally that is one container; an update leaves two for a while (the replacement,
+# and the replaced container kept stopped aside for probation), and an interrupted
+# update can leave others (a replacement under a temporary name, a retired
+# predecessor). The plan always ends with at most one container plus the one kept on
+# probation, and removes the rest, so an interruption at any point is finished by the
+# next run.
+
+
+class Outcome(enum.Enum):
+    """What a run does about one declared spec (docker-compose's ConvergencePlan)."""
+
+    KEEP = "as declared"
+    START = "start"
+    CREATE = "create"
+    REPLACE = "replace"
+    UPDATE = "update in place"
+    PROBATION = "on probation"
+    ROLL_BACK = "roll back"
+    HELD = "update held back"  # a remembered failure or a pin keeps what runs
+    FINISHED = "finished"  # a one-shot container that exited 0
+    STALE = "image unavailable"  # the running container is left as it is
+    FAILED = "failed"  # cannot be converged; a problem says why
+
+
+@dataclass(frozen=True)
+class Want:
+    """What a spec's container must be: its labels, and the image it must run."""
+
+    labels: dict
+    image_id: str  # None while a dry run assumes a pull that did not happen
+    image: str  # the reference docker run gets: the spec's, or a pinned digest
+    pinned: bool = False
+
+    @property
+    def spec_hash(self):
+        return self.labels[LABEL_HASH]
 
 
 @dataclass(frozen=True, eq=False)
@@ -2026,6 +2394,7 @@ class RemoveContainer:
 @dataclass(frozen=True, eq=False)
 class CreateContainer:
     spec: Spec
+    want: Want
     reason: str
 
 
@@ -2037,18 +2406,44 @@ class StartContainer:
 
 
 @dataclass(frozen=True, eq=False)
-class ReplaceContainer:
-    spec: Spec
-    old: Container
-    eager: bool
-    reason: str
-    not_eager_because: str = ""
-
-
-@dataclass(frozen=True, eq=False)
 class RenameContainer:
     spec: Spec
     container: Container
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class UpdateContainer:
+    """Settings docker can change on a running container (IN_PLACE_FIELDS)."""
+
+    spec: Spec
+    container: Container
+    flags: tuple
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class ReplaceContainer:
+    spec: Spec
+    old: Container
+    want: Want
+    reason: str
+    eager: bool = False
+    not_eager_because: str = ""
+    carry: tuple = ()  # (volume name, container path) of the old container's anonymous volumes
+    keep_old: bool = False  # keep the old container stopped aside for probation
+    previous: Previous = None  # what the old container ran, remembered for `dockerup rollback`
+    attempts: int = 1  # counts the attempts at this very update, for the back-off
+
+
+@dataclass(frozen=True, eq=False)
+class RollBack:
+    """Put back the container a replacement on probation replaced."""
+
+    spec: Spec
+    current: Container
+    kept: Container
+    failure: Failure
     reason: str
 
 
@@ -2063,13 +2458,16 @@ class RemoveImage:
 class Plan:
     actions: list
     problems: list  # specs that cannot be converged, with the reason
-    notes: list  # decisions worth a warning, such as a removal held back
+    notes: list  # decisions worth a warning, such as a removal or an update held back
     kept: list  # specs already as declared
+    outcomes: dict = field(default_factory=dict)  # identity -> Outcome
+    memory: Memory = field(default_factory=Memory)  # what to remember, before the actions' results
 
 
-def plan_pulls(specs, images, config):
+def plan_pulls(specs, images, config, memory=None):
     """image -> why to pull it. A missing image is always pulled; a present one
-    only where both the global and the spec's pull setting allow."""
+    only where both the global and the spec's pull setting allow. A pinned image
+    that is no longer local is pulled by its digest."""
     pulls, seen = {}, set()
     for spec in specs:
         reference = normalize_image_ref(spec.image)
@@ -2082,152 +2480,479 @@ def plan_pulls(specs, images, config):
         else:
             continue
         seen.add(reference)
+    memory = memory or Memory()
+    held = [(pin.image_id, pin.ref, f"{identity} is pinned to this image by a rollback")
+            for identity, pin in sorted(memory.pins.items())]
+    held += [(memory.previous[identity].image_id, memory.previous[identity].ref, f"roll {identity} back to it")
+             for identity in sorted(memory.rollbacks) if identity in memory.previous]
+    for image_id, ref, why in held:
+        if ref and image_id not in images.ids and ref not in pulls:
+            pulls[ref] = why
     return pulls
 
 
-def plan_changes(declared, state, *, exclusive=False, used_images=(), own_id=None, pending_pulls=(),
+def desired(spec, images, memory, scope, pending):
+    """The Want of a spec, or None when its image is neither local nor on its way."""
+    labels = spec_labels(spec, scope)
+    image_id = images.resolve(spec.image)
+    if image_id is None and normalize_image_ref(spec.image) not in pending:
+        return None
+    pin = memory.pins.get(spec.identity)
+    if pin and image_id == pin.tag_image_id and (pin.image_id in images.ids or pin.ref in pending):
+        return Want(labels, pin.image_id, pin.ref or pin.image_id, pinned=True)
+    return Want(labels, image_id, spec.image)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What plan_spec needs besides the spec: settings, the time, the host's containers
+    by name, and the container each spec planned so far keeps (for its dependents)."""
+
+    config: Config
+    now: float
+    own_id: str
+    images: Images
+    by_name: dict
+    current_of: dict
+
+
+@dataclass
+class SpecPlan:
+    outcome: Outcome
+    actions: list = field(default_factory=list)
+    current: Container = None  # the container left in place, if any
+    notes: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+
+
+def plan_changes(declared, state, memory=None, config=None, *, now=None, own_id=None, pending_pulls=(),
                  pull_errors=None):
-    """Decide every action. `pending_pulls` are images that a dry run would have
-    pulled: they are assumed to arrive, unchanged where already present.
-    `pull_errors` says why a missing image could not be pulled."""
-    actions, problems, notes, kept = [], [], [], []
-    wanted = {spec.identity: spec for spec in declared.specs}
-    groups = {}
-    for container in state.containers:
-        if container.managed:
-            groups.setdefault(container.identity, []).append(container)
+    """Decide every action. `memory` is what earlier runs remembered (read_memory);
+    `pending_pulls` are images that a dry run would have pulled: they are assumed to
+    arrive, unchanged where already present. `pull_errors` says why a missing image
+    could not be pulled. The plan's memory is `memory` as this plan leaves it."""
+    config = config or default_config()
+    memory = copy.deepcopy(memory) if memory is not None else Memory()
+    now = time.time() if now is None else now
+    plan = Plan([], [], [], [], memory=memory)
+    ours = [c for c in state.containers if c.managed and c.scope == config.scope]
+    groups, orphans = group_containers(declared, ours)
     leaving = set()
 
+    for container in orphans:
+        source = container.labels.get(LABEL_SOURCE, SOURCE_CONFDIR)
+        if source in declared.incomplete_sources:
+            plan.notes.append(f"not removing {container.short}: its source ({source}) could not be read completely")
+            continue
+        plan.actions.append(RemoveContainer(container, f"{container.identity} is no longer declared"))
+        leaving.add(container.id)
     for container in state.containers:
-        if container.managed and container.identity not in wanted:
-            source = container.labels.get(LABEL_SOURCE, SOURCE_CONFDIR)
-            if source in declared.incomplete_sources:
-                notes.append(f"not removing {container.short}: its source ({source}) could not be read completely")
-                continue
-            actions.append(RemoveContainer(container, f"{container.identity} is no longer declared"))
-            leaving.add(container.id)
-        elif not container.managed and exclusive and container.id != own_id:
+        if not container.managed and config.exclusive and container.id != own_id:
             if declared.incomplete_sources:
-                notes.append(f"not removing {container.short} (exclusive mode): a source could not be read completely")
+                plan.notes.append(f"not removing {container.short} (exclusive mode): a source could not be read "
+                                  "completely")
                 continue
-            actions.append(RemoveContainer(container, "not declared, and exclusive=true"))
+            plan.actions.append(RemoveContainer(container, "not declared, and exclusive=true"))
             leaving.add(container.id)
 
-    holders = {c.name: c for c in state.containers if not c.managed and c.id not in leaving}
-    created, started, failed = set(), set(), set()
+    by_name = {c.name: c for c in state.containers if c.id not in leaving}
+    holders = {name: c for name, c in by_name.items() if not (c.managed and c.scope == config.scope)}
+    moved, restarted, failed, current_of = set(), set(), set(), {}
     pending = {normalize_image_ref(image) for image in pending_pulls}
+    context = Context(config, now, own_id, state.images, by_name, current_of)
     for spec in declared.specs:
         holder = holders.get(spec.name)
         if holder:
-            problems.append(spec.problem("name", f"container {holder.short} already has this name and was not "
-                                                 f"created by dockerup; remove or rename it, or set exclusive=true"))
+            owner = (f"belongs to dockerup scope {holder.scope!r}" if holder.managed and holder.scope
+                     else "belongs to another dockerup instance's scope" if holder.managed
+                     else "was not created by dockerup; remove or rename it, or set exclusive=true")
+            plan.problems.append(spec.problem("name", f"container {holder.short} already has this name and {owner}"))
             failed.add(spec.name)
+            plan.outcomes[spec.identity] = Outcome.FAILED
             continue
         blocked = [d for d in spec.dependencies if d in failed]
         if blocked:
-            problems.append(spec.problem("", f"not converged: it depends on {', '.join(blocked)}, which could not be"))
+            plan.problems.append(spec.problem("", f"not converged: it depends on {', '.join(blocked)}, which could not be"))
             failed.add(spec.name)
+            plan.outcomes[spec.identity] = Outcome.FAILED
             continue
-        network = spec.doc.get("network", "")
-        moved = [d for d in spec.dependencies if d in created or (d in started and network == f"container:{d}")]
-        image_id = state.images.resolve(spec.image)
-        if image_id is None and normalize_image_ref(spec.image) not in pending:
+        group = groups.get(spec.identity, [])
+        pin = memory.pins.get(spec.identity)
+        tag_image_id = state.images.resolve(spec.image)
+        if pin and tag_image_id and tag_image_id != pin.tag_image_id:
+            del memory.pins[spec.identity]
+            plan.notes.append(f"{spec.label}: {spec.image} points at another image now; the pin to "
+                              f"{short_id(pin.image_id)} from a rollback is lifted")
+        want = desired(spec, state.images, memory, config.scope, pending)
+        if want is None:
             why = (pull_errors or {}).get(normalize_image_ref(spec.image), "no pull was attempted")
-            spec_actions, outcome = plan_unavailable_image(spec, groups.get(spec.identity, []), why, problems)
+            decision = plan_unavailable_image(spec, group, why)
         else:
-            spec_actions, outcome = plan_spec(spec, groups.get(spec.identity, []), image_id, moved, own_id)
-        actions += spec_actions
-        leaving.update(a.container.id for a in spec_actions if isinstance(a, RemoveContainer))
-        leaving.update(a.old.id for a in spec_actions if isinstance(a, ReplaceContainer))
-        if outcome in ("create", "replace"):
-            created.add(spec.name)
-        elif outcome == "start":
-            started.add(spec.name)
-        elif outcome == "keep":
-            kept.append(spec)
-        elif outcome == "failed":
+            network = spec.doc.get("network", "")
+            followed = [d for d in spec.dependencies if d in moved or (d in restarted and network == f"container:{d}")]
+            decision = plan_spec(spec, group, want, followed, memory, context)
+        plan.actions += decision.actions
+        plan.outcomes[spec.identity] = decision.outcome
+        plan.notes += decision.notes
+        plan.problems += decision.problems
+        for action in decision.actions:
+            if isinstance(action, RemoveContainer):
+                leaving.add(action.container.id)
+            elif isinstance(action, ReplaceContainer) and not action.keep_old:
+                leaving.add(action.old.id)
+        if decision.current is not None:
+            current_of[spec.name] = decision.current
+        if decision.outcome in (Outcome.CREATE, Outcome.REPLACE, Outcome.ROLL_BACK):
+            moved.add(spec.name)
+        elif decision.outcome == Outcome.START:
+            restarted.add(spec.name)
+        elif decision.outcome in (Outcome.KEEP, Outcome.UPDATE, Outcome.PROBATION, Outcome.FINISHED):
+            plan.kept.append(spec)
+        elif decision.outcome == Outcome.FAILED:
             failed.add(spec.name)
 
-    actions += plan_image_cleanup(declared, state, leaving, used_images)
-    return Plan(actions, problems, notes, kept)
+    plan.actions += plan_image_cleanup(declared, state, leaving, memory, config, ours)
+    return plan
 
 
-def plan_unavailable_image(spec, group, why, problems):
+def group_containers(declared, ours):
+    """identity -> this scope's containers of that spec, and the orphans: containers of
+    identities no longer declared. An unnamed spec without containers adopts an orphan
+    made from exactly its settings (a renamed file, or a container of dockerup 0.1), or
+    one dockerup 0.1 gave the same identity when every source could be read."""
+    groups, orphans = {}, []
+    wanted = {spec.identity for spec in declared.specs}
+    for container in ours:
+        if container.identity in wanted:
+            groups.setdefault(container.identity, []).append(container)
+        else:
+            orphans.append(container)
+    trust_legacy = not declared.incomplete_sources
+    for spec in declared.specs:
+        if spec.name or spec.identity in groups:
+            continue
+        same = [c for c in orphans if made_from(c, spec)]
+        same = same or [c for c in orphans if trust_legacy and c.identity == spec.legacy_identity
+                        and is_legacy_hash(c.labels.get(LABEL_HASH))]
+        if same:
+            groups[spec.identity] = same
+            orphans = [c for c in orphans if c not in same]
+    return groups, orphans
+
+
+def made_from(container, spec):
+    """Whether the container's labels say it was made from exactly this spec."""
+    label = container.labels.get(LABEL_HASH)
+    if is_legacy_hash(label):
+        return label == legacy_fingerprint(spec.doc)[0]
+    return label == fingerprint(spec.doc)[0] and container.resources == resource_settings(spec.doc)
+
+
+def plan_unavailable_image(spec, group, why):
     """The image is neither local nor pullable: touch nothing of this spec."""
     alive = [c for c in group if c.alive]
     consequence = f"{alive[0].short} keeps running as it is" if alive else f"cannot start {spec.label}"
-    problems.append(spec.problem("image", f"{spec.image} is not available locally and pulling it failed ({why}); "
-                                          f"{consequence}"))
-    return [], ("keep-stale" if alive else "failed")
+    problem = spec.problem("image", f"{spec.image} is not available locally and pulling it failed ({why}); "
+                                    f"{consequence}")
+    return SpecPlan(Outcome.STALE if alive else Outcome.FAILED, current=alive[0] if alive else None,
+                    problems=[problem])
 
 
-def plan_spec(spec, group, image_id, moved_dependencies, own_id=None):
-    """Actions for one spec with an available image. Returns (actions, outcome)
-    where outcome is keep, start, create or replace."""
-    want = spec_labels(spec)
+def plan_spec(spec, group, want, followed, memory, context):
+    """The SpecPlan for one spec with an available image."""
+    config, now = context.config, context.now
 
     def fresh(c):
-        return c.labels.get(LABEL_HASH) == want[LABEL_HASH] and (image_id is None or c.image_id == image_id)
+        if is_legacy_hash(c.labels.get(LABEL_HASH)):
+            same_spec = c.labels.get(LABEL_HASH) == legacy_fingerprint(spec.doc)[0]
+        else:
+            same_spec = c.labels.get(LABEL_HASH) == want.spec_hash
+        return same_spec and (want.image_id is None or c.image_id == want.image_id)
 
     def proper(c):
         return spec.name is None or c.name == spec.name
 
-    alive_fresh = [] if moved_dependencies else [c for c in group if c.alive and fresh(c)]
-    if alive_fresh:
-        keep = min(alive_fresh, key=lambda c: not proper(c))
-        actions = [RemoveContainer(c, f"left over from an earlier update of {spec.label}") for c in group if c is not keep]
-        if not proper(keep):
-            actions.append(RenameContainer(spec, keep, "finish an interrupted update"))
-        return actions, "keep"
-    alive = [c for c in group if c.alive]
-    startable = [c for c in group if not c.alive and fresh(c) and proper(c)] if not moved_dependencies else []
-    if startable and not alive:
-        target = startable[0]
-        actions = [RemoveContainer(c, f"left over from an earlier update of {spec.label}") for c in group if c is not target]
-        return actions + [StartContainer(spec, target, f"container is {target.status}")], "start"
+    def remove_others(keep, why=f"left over from an earlier update of {spec.label}"):
+        return [RemoveContainer(c, why) for c in group if c not in keep]
+
     if not group:
-        return [CreateContainer(spec, "absent")], "create"
-    old = min(group, key=lambda c: (not c.alive, not proper(c)))
-    actions = [RemoveContainer(c, f"left over from an earlier update of {spec.label}") for c in group if c is not old]
-    reason = replace_reason(old, want, image_id, moved_dependencies)
-    # dockerup replacing its own container must start the successor first: once
-    # its own container stops, nothing is left to start one.
-    eager, not_eager_because = (spec.eager or old.id == own_id) and old.alive, ""
-    if eager and old.id != own_id:
+        return SpecPlan(Outcome.CREATE, [CreateContainer(spec, want, "absent")])
+    members = sorted(group, key=lambda c: (not fresh(c), not c.alive, not proper(c), -c.created))
+    current = members[0] if fresh(members[0]) else None
+    stale_reason = followed_reason(followed) or (current and attachment_change(spec, current, context))
+
+    # An update on probation: its predecessor is kept, stopped, until it proves itself.
+    kept = [c for c in members[1:] if not c.alive and not fresh(c)] if current and not stale_reason else []
+    if kept and config.probation > 0 and current.id != context.own_id:
+        return plan_probation(spec, current, kept[0], want, remove_others, memory, context)
+
+    if spec.identity in memory.rollbacks:
+        return plan_pin_previous(spec, members, current, want, remove_others, memory, context)
+
+    # An update that failed before is not tried again until something changes.
+    failure = memory.failures.get(spec.identity)
+    if failure and (not failure.matches(want.spec_hash, want.image_id) or (current and current.alive)):
+        del memory.failures[spec.identity]  # the spec or the image moved on, or the update now runs
+        failure = None
+    if failure and not (current and current.alive) and not stale_reason:
+        retry_at = failure.retry_at
+        if retry_at is not None and now >= retry_at:
+            notes = [f"{spec.label}: trying again the update to {want.image} that failed at {clock(failure.at)} "
+                     f"({failure.reason})"]
+            decision = plan_update(spec, members, want, "retry of a failed update", remove_others, failure, context)
+            decision.notes += notes
+            return decision
+        old = next((c for c in members if not fresh(c)), None)
+        if old is not None:
+            return plan_held(spec, old, want, failure, remove_others)
+
+    if current and current.alive and not stale_reason:
+        actions = remove_others([current])
+        if not proper(current):
+            actions.append(RenameContainer(spec, current, "finish an interrupted update"))
+        update = in_place_changes(spec, current)
+        if isinstance(update, str):
+            return plan_update(spec, members, want, update, remove_others, None, context)
+        if update:
+            actions.append(UpdateContainer(spec, current, tuple(update.flags), update.reason))
+            return SpecPlan(Outcome.UPDATE, actions, current)
+        return SpecPlan(Outcome.KEEP, actions, current, notes=pin_notes(spec, want, memory))
+    if (current and proper(current) and current.status != "dead" and not stale_reason
+            and not any(c.alive for c in group)):
+        return plan_stopped(spec, current, remove_others)
+    return plan_update(spec, members, want, stale_reason, remove_others, None, context)
+
+
+def followed_reason(followed):
+    return f"{', '.join(followed)} is being recreated, and this container refers to it" if followed else ""
+
+
+def attachment_change(spec, container, context):
+    """Why a container no longer follows a container it refers to, or "": dependents
+    must point at their target's current container, whatever happened in between (an
+    interrupted run, a rollback, a person's docker rm)."""
+    for path, target_name in container_references(spec.doc):
+        target = context.current_of.get(target_name)
+        if target is None:
+            continue
+        if path == "network":
+            if container.network_mode != f"container:{target.id}" or container.started_at < target.started_at:
+                return f"it shares the network of an earlier {target_name} container"
+        elif path.startswith("volumes"):
+            own = {(m.name or m.source, m.destination) for m in container.mounts}
+            if any((m.name or m.source, m.destination) not in own for m in target.mounts):
+                return f"it mounts the volumes of an earlier {target_name} container"
+        elif container.created < target.created:
+            return f"it links to an earlier {target_name} container"
+    return ""
+
+
+def plan_probation(spec, current, kept, want, remove_others, memory, context):
+    """The replacement has `probation` seconds to fail; the kept container goes back if
+    it does, or away once the time is up."""
+    config, now = context.config, context.now
+    failure = probation_failure(spec, current)
+    requested = spec.identity in memory.rollbacks
+    if failure or requested:
+        reason = "rolled back by hand (dockerup rollback)" if requested else failure
+        earlier = memory.failures.get(spec.identity)
+        attempts = earlier.attempts + 1 if earlier and earlier.matches(want.spec_hash, current.image_id) else 1
+        remembered = Failure(want.spec_hash, current.image_id, want.image, now, reason, attempts, manual=requested)
+        actions = remove_others([current, kept]) + [RollBack(spec, current, kept, remembered, reason)]
+        return SpecPlan(Outcome.ROLL_BACK, actions, kept)
+    until = current.created + config.probation
+    finished = spec.one_shot and current.status == "exited"  # exit 0, or probation_failure would say so
+    if now < until and not finished:
+        actions = remove_others([current, kept])
+        if spec.name and current.name != spec.name:
+            actions.append(RenameContainer(spec, current, "finish an interrupted update"))
+        return SpecPlan(Outcome.PROBATION, actions, current)
+    why = (f"{spec.label} finished, so its update needs no probation" if finished
+           else f"probation of {spec.label} ended: it ran {config.probation:g}s without failing")
+    return SpecPlan(Outcome.FINISHED if finished else Outcome.KEEP, remove_others([current], why), current,
+                    notes=pin_notes(spec, want, memory))
+
+
+def plan_pin_previous(spec, members, current, want, remove_others, memory, context):
+    """`dockerup rollback` after probation: recreate the container from the image its
+    last update replaced, and pin it there until the tag moves."""
+    previous = memory.previous.get(spec.identity)
+    running = current or next(iter(members), None)
+    if previous is None or running is None or running.image_id == previous.image_id:
+        why = ("no earlier image is remembered for it" if previous is None or running is None
+               else f"it already runs {short_id(previous.image_id)}, the image its last update replaced")
+        return SpecPlan(Outcome.FAILED if running is None else Outcome.KEEP, current=running,
+                        problems=[spec.problem("", f"nothing to roll back to: {why}")])
+    if previous.image_id not in context.images.ids and not previous.ref:
+        return SpecPlan(Outcome.KEEP, current=running, problems=[spec.problem(
+            "", f"cannot roll back: image {short_id(previous.image_id)} is no longer on this host, and the "
+                "registry it came from is unknown")])
+    memory.pins[spec.identity] = Pin(previous.image_id, previous.ref, want.image_id or "")
+    pinned = Want(want.labels, previous.image_id, previous.ref or previous.image_id, pinned=True)
+    reason = f"rolled back by hand to {short_id(previous.image_id)} (dockerup rollback)"
+    return plan_update(spec, members, pinned, reason, remove_others, None, context)
+
+
+def probation_failure(spec, container):
+    """Why a replacement on probation counts as failed, or ""."""
+    if container.status == "exited" and spec.one_shot and container.exit_code == 0:
+        return ""
+    if container.status in ("exited", "dead", "created"):
+        return f"it {container.status} with code {container.exit_code} after the update"
+    if container.restart_count:
+        return f"docker restarted it {plural(container.restart_count, 'time')} after the update"
+    if container.health == "unhealthy":
+        return "it became unhealthy after the update"
+    return ""
+
+
+def plan_held(spec, old, want, failure, remove_others):
+    """The running container stays; the failed update is not tried again yet."""
+    retry_at = failure.retry_at
+    when = (f"next try at {clock(retry_at)}" if retry_at is not None
+            else "it is tried again when the spec or the image changes")
+    note = (f"{spec.label}: not updating to {want.image} ({short_id(want.image_id or '')}): it failed at "
+            f"{clock(failure.at)} ({failure.reason}); {when}, or run `dockerup retry {spec.label}`")
+    actions = remove_others([old], f"a failed update of {spec.label}")
+    if spec.name and old.name != spec.name:
+        actions.append(RenameContainer(spec, old, "finish an interrupted rollback"))
+    if not old.alive and old.status != "dead" and not (spec.one_shot and old.exit_code == 0):
+        actions.append(StartContainer(spec, old, f"container is {old.status}; its update failed before"))
+    return SpecPlan(Outcome.HELD, actions, old, notes=[note])
+
+
+def plan_stopped(spec, container, remove_others):
+    """A container as declared that is not running."""
+    actions = remove_others([container])
+    if spec.one_shot and container.exit_code == 0:
+        return SpecPlan(Outcome.FINISHED, actions, container)
+    if spec.doc.get("restart") == "never":
+        problem = spec.problem("", f"{container.short} exited with code {container.exit_code}; restart is never, "
+                                   "so it stays stopped")
+        return SpecPlan(Outcome.FAILED, actions, container, problems=[problem])
+    return SpecPlan(Outcome.START, actions + [StartContainer(spec, container, f"container is {container.status}")],
+                    container)
+
+
+@dataclass
+class InPlace:
+    flags: list
+    reason: str
+
+
+def in_place_changes(spec, container):
+    """The docker update that brings the container's IN_PLACE_FIELDS to the spec's, None
+    when they match, or (a string) why only a replacement can do it."""
+    if is_legacy_hash(container.labels.get(LABEL_HASH)):
+        return None  # dockerup 0.1's hash covered these settings too
+    wanted, actual = resource_settings(spec.doc), container.resources
+    changed = [key for key in IN_PLACE_FIELDS if wanted[key] != actual.get(key)]
+    removed = [key for key in changed if not wanted[key] and key != "restart"]
+    if removed:
+        return f"{', '.join(removed)} removed from the spec (docker cannot remove a limit from a container)"
+    if not changed:
+        return None
+    flags = [flag for key in changed for flag in UPDATE_FLAGS[key](wanted[key])]
+    return InPlace(flags, f"spec changed: {', '.join(changed)}; updated in place")
+
+
+def plan_update(spec, members, want, reason, remove_others, failure, context):
+    """Replace the best of the group (alive, under the spec's name) with a new container."""
+    old = min(members, key=lambda c: (not c.alive, bool(spec.name) and c.name != spec.name, -c.created))
+    actions = remove_others([old])
+    if old.status == "dead" and not reason:
+        reason = "container is dead"
+    action = plan_replacement(spec, old, want, reason or replace_reason(spec, old, want), context,
+                              attempts=failure.attempts + 1 if failure else 1)
+    return SpecPlan(Outcome.REPLACE, actions + [action], None)
+
+
+def plan_replacement(spec, old, want, reason, context, attempts=1):
+    config, own = context.config, old.id == context.own_id
+    carry = carried_volumes(spec, old, context.by_name)
+    # dockerup replacing its own container must start the successor first: once its
+    # own container stops, nothing is left to start one.
+    eager, not_eager_because = (spec.eager or own) and old.alive, ""
+    if eager and not own:
         wanted_ports = {(int(m["hostPort"]), m.get("protocol", "tcp")) for m in spec.doc.get("portMappings", [])
                         if "hostPort" in m}
         clash = sorted(wanted_ports & old.host_ports)
-        if clash:
-            eager = False
+        if carry:
+            not_eager_because = (f"its data ({', '.join(path for _, path in carry)}) must never be used by two "
+                                 "containers at once")
+        elif spec.doc.get("network") == "host":
+            not_eager_because = "with host networking two containers at once would compete for the host's ports"
+        elif clash:
             not_eager_because = f"host port {clash[0][0]}/{clash[0][1]} cannot be bound by two containers at once"
-    return actions + [ReplaceContainer(spec, old, eager, reason, not_eager_because)], "replace"
+        eager = not not_eager_because
+    previous = None
+    if want.image_id and old.image_id != want.image_id and not want.pinned:
+        previous = Previous(old.image_id, context.images.digest_ref(old.image_id), context.now)
+    keep_old = config.probation > 0 and old.alive and not own
+    return ReplaceContainer(spec, old, want, reason, eager, not_eager_because, carry, keep_old, previous, attempts)
 
 
-def replace_reason(old, want, image_id, moved_dependencies):
-    if moved_dependencies:
-        return f"{', '.join(moved_dependencies)} is being recreated, and this container refers to it"
-    if old.labels.get(LABEL_HASH) != want[LABEL_HASH]:
-        fields = changed_fields(old.labels.get(LABEL_FIELDS), want[LABEL_FIELDS])
+def carried_volumes(spec, old, by_name):
+    """(volume name, path) of the old container's anonymous volumes that its replacement
+    mounts at the same paths (docker-compose does the same): the image's VOLUMEs and the
+    spec's volumes without hostPath. Paths the spec now binds elsewhere, and volumes that
+    come from another container (volumes[].from), are not carried."""
+    anonymous = {v["containerPath"] for v in spec.doc.get("volumes", []) if "containerPath" in v and "hostPath" not in v}
+    bound = {v["containerPath"] for v in spec.doc.get("volumes", []) if "hostPath" in v}
+    sources = [by_name.get(v["from"]) for v in spec.doc.get("volumes", []) if "from" in v]
+    sources += [by_name.get(ref.split(":")[0]) for ref in old.volumes_from]
+    shared = {m.destination for source in sources if source for m in source.mounts}
+    paths = (anonymous | old.declared_volumes) - bound - shared
+    return tuple(sorted((m.name, m.destination) for m in old.mounts
+                        if m.kind == "volume" and m.name and m.destination in paths))
+
+
+def replace_reason(spec, old, want):
+    label = old.labels.get(LABEL_HASH)
+    if is_legacy_hash(label):
+        if label != legacy_fingerprint(spec.doc)[0]:
+            fields = changed_fields(old.labels.get(LABEL_FIELDS), legacy_fingerprint(spec.doc)[1])
+            return f"spec changed: {', '.join(fields)}" if fields else "spec changed"
+    elif label != want.spec_hash:
+        fields = changed_fields(old.labels.get(LABEL_FIELDS), want.labels[LABEL_FIELDS])
         return f"spec changed: {', '.join(fields)}" if fields else "spec changed"
-    if image_id and old.image_id != image_id:
-        return f"image updated: {short_id(old.image_id)} -> {short_id(image_id)}"
+    if want.image_id and old.image_id != want.image_id:
+        if want.pinned:
+            return f"pinned to {short_id(want.image_id)} by a rollback"
+        return f"image updated: {short_id(old.image_id)} -> {short_id(want.image_id)}"
     return f"container is {old.status}"
+
+
+def pin_notes(spec, want, memory):
+    if not want.pinned:
+        return []
+    return [f"{spec.label} is pinned to {short_id(want.image_id)} by a rollback, until {spec.image} points at "
+            f"another image (or `dockerup retry {spec.label}`)"]
 
 
 def short_id(image_id):
     return image_id.split(":", 1)[-1][:12]
 
 
-def plan_image_cleanup(declared, state, leaving, used_images):
-    """Untagged images, and images dockerup ran before, that nothing will use
-    after this run: no remaining container, no declared spec."""
+def clock(seconds):
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def plan_image_cleanup(declared, state, leaving, memory, config, ours):
+    """Images this scope used that nothing will use after this run: no remaining
+    container, no declared spec, no pin. Untagged images someone else left are
+    removed only with exclusive=true."""
     referenced = {c.image_id for c in state.containers if c.id not in leaving}
     referenced |= {state.images.resolve(spec.image) for spec in declared.specs}
-    ours = (set(used_images) | {c.image_id for c in state.containers if c.managed}) & state.images.ids
+    referenced |= {pin.image_id for pin in memory.pins.values()}
+    used = (memory.images | {c.image_id for c in ours}) & state.images.ids
+    candidates = used | (state.images.dangling if config.exclusive else set())
     actions = []
-    for image_id in sorted((ours | state.images.dangling) - referenced):
+    for image_id in sorted(candidates - referenced):
         refs = tuple(state.images.refs_by_id.get(image_id) or [image_id])
-        reason = "untagged image nothing uses" if image_id in state.images.dangling else "image dockerup used before; nothing uses it now"
+        reason = ("untagged image nothing uses" if image_id in state.images.dangling
+                  else f"image {'dockerup' if not config.scope else 'scope ' + config.scope} used before; "
+                       "nothing uses it now")
         actions.append(RemoveImage(image_id, refs, reason))
     return actions
 
@@ -2237,13 +2962,34 @@ def plan_image_cleanup(declared, state, leaving, used_images):
 # ============================================================================
 # The only place that changes the host. A replacement is a small transaction: the
 # old container is kept (stopped and renamed aside, or still running when eager)
-# until its successor has stayed up, and is put back if the successor fails.
+# until its successor has stayed up, and is put back if the successor fails. After
+# that the old container stays aside, stopped, for the probation the planner watches.
+# The executor also keeps the memory up to date: failed updates, replaced images.
 
 TEMP_NEW, TEMP_OLD = ".dockerup-new-", ".dockerup-old-"
 
 
 class ActionFailed(DockerupError):
     exit_code = EXIT_PROBLEMS
+
+    def __init__(self, message, reason=None, cause=None):
+        super().__init__(message)
+        self.reason = reason or message  # short, for the memory of failed updates
+        self.cause = cause  # the docker error behind it, if any
+
+    @property
+    def update_failed(self):
+        """Whether the update itself failed, rather than the host under it: only
+        then is the failure remembered and the update held back."""
+        if isinstance(self.cause, (DaemonUnreachable, DockerTimeout)):
+            return False
+        return not any(marker in self.reason for marker in HOST_CONDITIONS)
+
+
+# What docker says when the host, not the new container, is at fault: a port someone
+# else holds, a full disk. The next run tries the update again.
+HOST_CONDITIONS = ("address already in use", "port is already allocated", "no space left on device",
+                   "was killed by signal")
 
 
 class StopRequest:
@@ -2270,13 +3016,19 @@ class Undo:
 
 
 class Executor:
-    def __init__(self, docker, settle, stop=None, own_id=None):
+    def __init__(self, docker, settle, stop=None, own_id=None, memory=None, now=time.time, remember=None):
         self.docker = docker
         self.settle = settle
         self.stop = stop if stop is not None else StopRequest()
         self.own_id = own_id
+        self.memory = memory if memory is not None else Memory()
+        self.now = now
+        self.remember = remember or (lambda: None)  # saves the memory: a SIGKILL must not lose a failure
         self.stop_self_last = None
         self.removed_images = set()
+        self.handlers = {RemoveContainer: self.remove_action, CreateContainer: self.create,
+                         StartContainer: self.start, RenameContainer: self.rename, UpdateContainer: self.update,
+                         ReplaceContainer: self.replace, RollBack: self.roll_back, RemoveImage: self.remove_image}
 
     def execute(self, actions):
         """Run every action; one failing does not stop the others, except those
@@ -2293,36 +3045,24 @@ class Executor:
                 failed.add(spec.name)
                 continue
             try:
-                self.perform(action)
+                problem = self.handlers[type(action)](action)
             except DaemonUnreachable:
                 raise
             except DockerupError as e:
-                where = spec.problem("", "").where if spec else "dockerup"
-                path = spec.path if spec else ""
-                problems.append(Problem(where, str(e), path))
+                problem = spec.problem("", str(e)) if spec else Problem("dockerup", str(e))
                 if spec:
                     failed.add(spec.name)
+            if problem:
+                problems.append(problem)
         if self.stop_self_last and not self.stop:
             self.stop_own_container(self.stop_self_last)
         return problems
 
-    def perform(self, action):
-        if isinstance(action, RemoveContainer):
-            self.remove(action.container, action.container.name, action.reason)
-        elif isinstance(action, CreateContainer):
-            self.create(action.spec, action.reason)
-        elif isinstance(action, StartContainer):
-            self.docker.change("start", action.container.name, reason=f"{action.reason} ({action.spec.label})")
-        elif isinstance(action, RenameContainer):
-            self.docker.change("rename", action.container.name, action.spec.name, reason=action.reason)
-        elif isinstance(action, ReplaceContainer):
-            self.replace(action)
-        elif isinstance(action, RemoveImage):
-            self.remove_image(action)
-        else:
-            raise TypeError(f"unknown action {action!r}")
+    def remove_action(self, action):
+        self.remove(action.container, action.container.name, action.reason)
 
     def remove(self, container, ref, reason):
+        """Stop and remove a container, never its volumes: data outlives containers."""
         if container.id == self.own_id:
             self.stop_self_last = ref
             return
@@ -2330,43 +3070,70 @@ class Executor:
             self.docker.change("stop", ref, reason=reason)
         self.docker.change("rm", ref, reason=reason)
 
-    def create(self, spec, reason):
-        labels = spec_labels(spec)
+    def create(self, action):
+        spec, labels = action.spec, action.want.labels
         try:
-            self.docker.change(*run_argv(spec, labels=labels), reason=f"{reason} ({spec.label})")
+            self.docker.change(*run_argv(spec, labels=labels, image=action.want.image),
+                               reason=f"{action.reason} ({spec.label})")
         except DockerError as e:
             self.remove_half_created(labels)
             raise ActionFailed(f"cannot create {spec.label}: {e.detail}")
         self.send_signals(spec)
 
+    def start(self, action):
+        self.docker.change("start", action.container.name, reason=f"{action.reason} ({action.spec.label})")
+
+    def rename(self, action):
+        self.docker.change("rename", action.container.name, action.spec.name, reason=action.reason)
+
+    def update(self, action):
+        self.docker.change("update", *action.flags, action.container.name,
+                           reason=f"{action.reason} ({action.spec.label})")
+
     def replace(self, action):
         spec, old = action.spec, action.old
         if action.not_eager_because:
             log.info("%s: replacing without update.eager: %s", spec.label, action.not_eager_because)
-        labels = spec_labels(spec)
-        if action.eager:
-            self.replace_eager(spec, old, labels, action.reason)
-        else:
-            self.replace_stop_first(spec, old, labels, action.reason)
+        try:
+            if action.eager:
+                self.replace_eager(action)
+            else:
+                self.replace_stop_first(action)
+        except ActionFailed as e:
+            if not self.docker.dry_run and not self.stop and e.update_failed:  # a stop is not the update's fault
+                self.memory.failures[spec.identity] = Failure(action.want.spec_hash, action.want.image_id or "",
+                                                              action.want.image, self.now(), e.reason,
+                                                              action.attempts)
+                self.remember()
+            raise
+        if action.previous and not self.docker.dry_run:
+            self.memory.previous[spec.identity] = action.previous
+            self.remember()
+        if action.keep_old:
+            log.info("%s: keeping %s stopped until its replacement has run for the probation time",
+                     spec.label, old.short)
         self.send_signals(spec)
 
-    def replace_eager(self, spec, old, labels, reason):
+    def replace_eager(self, action):
         """The replacement starts, and must stay up, before the old one stops."""
-        temporary = f"{spec.name}{TEMP_NEW}{labels[LABEL_HASH][:8]}" if spec.name else None
-        why = f"replace {spec.label}, eager: {reason}"
+        spec, old, labels = action.spec, action.old, action.want.labels
+        temporary = f"{spec.name}{TEMP_NEW}{labels[LABEL_HASH][-8:]}" if spec.name else None
+        why = f"replace {spec.label}, eager: {action.reason}"
         try:
-            new = self.docker.change(*run_argv(spec, name=temporary, labels=labels), reason=why).strip()
+            new = self.docker.change(*run_argv(spec, name=temporary, labels=labels, image=action.want.image,
+                                               carry=action.carry), reason=why).strip()
         except DockerError as e:
             self.remove_half_created(labels)
-            raise ActionFailed(f"replacement of {spec.label} did not start: {e.detail}; {old.short} keeps running")
+            raise ActionFailed(f"replacement of {spec.label} did not start: {e.detail}; {old.short} keeps running",
+                               reason=f"did not start: {e.detail}", cause=e)
         new = temporary or new
         try:
             self.wait_until_up(new, spec)
         except ActionFailed as e:
-            self.docker.change("rm", "--force", new, reason=f"replacement of {spec.label} failed")
-            raise ActionFailed(f"replacement of {spec.label} {e}; {old.short} keeps running")
+            self.docker.change("rm", "--force", "--volumes", new, reason=f"replacement of {spec.label} failed")
+            raise ActionFailed(f"replacement of {spec.label} {e}; {old.short} keeps running", reason=str(e))
         if not spec.name:
-            self.remove(old, old.name, why)
+            self.retire(old, old.name, why, action.keep_old)
             return
         retired = f"{spec.name}{TEMP_OLD}{old.id[:12]}"
         self.docker.change("rename", old.name, retired, reason=why)
@@ -2374,14 +3141,23 @@ class Executor:
             self.docker.change("rename", temporary, spec.name, reason=why)
         except DockerError as e:
             self.docker.change("rename", retired, old.name, reason=f"put {old.name} back")
-            self.docker.change("rm", "--force", temporary, reason=f"replacement of {spec.label} failed")
-            raise ActionFailed(f"cannot rename the replacement of {spec.label}: {e.detail}; {old.short} keeps running")
-        self.remove(old, retired, why)
+            self.docker.change("rm", "--force", "--volumes", temporary, reason=f"replacement of {spec.label} failed")
+            raise ActionFailed(f"cannot rename the replacement of {spec.label}: {e.detail}; {old.short} keeps running",
+                               reason=f"cannot rename it: {e.detail}", cause=e)
+        self.retire(old, retired, why, action.keep_old)
 
-    def replace_stop_first(self, spec, old, labels, reason):
+    def retire(self, old, ref, reason, keep):
+        """The replaced container: stopped and kept for probation, or removed."""
+        if keep:
+            self.docker.change("stop", ref, reason=f"{reason}; kept for probation")
+        else:
+            self.remove(old, ref, reason)
+
+    def replace_stop_first(self, action):
         """Stop the old container, keep it aside, and put it back as it was if
         the replacement does not come up."""
-        why = f"replace {spec.label}: {reason}"
+        spec, old, labels = action.spec, action.old, action.want.labels
+        why = f"replace {spec.label}: {action.reason}"
         aside = f"{spec.name}{TEMP_OLD}{old.id[:12]}" if spec.name else old.name
         done = Undo(old, aside)
         try:
@@ -2392,23 +3168,28 @@ class Executor:
                 self.docker.change("rename", old.name, aside, reason=f"keep {old.name} until its replacement is up")
                 done.renamed = True
             done.ran = True
-            output = self.docker.change(*run_argv(spec, labels=labels), reason=why).strip()
+            output = self.docker.change(*run_argv(spec, labels=labels, image=action.want.image, carry=action.carry),
+                                        reason=why).strip()
             done.new = spec.name or output
             self.wait_until_up(done.new, spec)
         except DockerupError as e:
             detail = e.detail if isinstance(e, DockerError) else str(e)
-            failures = self.roll_back(spec, done, labels)
+            failures = self.undo(spec, done, labels)
             raise ActionFailed(f"replacement of {spec.label} failed: {detail}; "
-                               + ("; ".join(failures) or f"put back {old.short} as it was"))
-        self.docker.change("rm", aside, reason=why)
+                               + ("; ".join(failures) or f"put back {old.short} as it was"), reason=detail,
+                               cause=e if isinstance(e, DockerError) else getattr(e, "cause", None))
+        if not action.keep_old:
+            self.docker.change("rm", aside, reason=why)
 
-    def roll_back(self, spec, done, labels):
+    def undo(self, spec, done, labels):
         """Undo a failed replace_stop_first step by step, each on its own so one
         failing does not prevent the others. Returns what could not be undone."""
         why, old = f"replacement of {spec.label} failed", done.old
         steps = []
         if done.ran and done.new:
-            steps.append(lambda: self.docker.change("rm", "--force", done.new, reason=why))
+            # --volumes: the failed replacement leaves no new volume behind; the carried
+            # ones are mounted by name, which docker rm never removes.
+            steps.append(lambda: self.docker.change("rm", "--force", "--volumes", done.new, reason=why))
         elif done.ran:
             steps.append(lambda: self.remove_half_created(labels))
         if done.renamed:
@@ -2423,6 +3204,29 @@ class Executor:
                 failures.append(f"could not put back {old.short}: {e}")
         return failures
 
+    def roll_back(self, action):
+        """The replacement failed its probation: remove it, put the kept container back
+        under its name and start it. The failure is remembered first, so that a run
+        interrupted half-way finishes the rollback instead of trying the update again.
+        The run says so (a problem: exit 1), unless the rollback was asked for."""
+        spec, current, kept = action.spec, action.current, action.kept
+        why = f"roll back {spec.label}: {action.reason}"
+        if not self.docker.dry_run:
+            self.memory.failures[spec.identity] = action.failure
+            self.remember()
+        self.docker.change("rm", "--force", "--volumes", current.id, reason=why)
+        if spec.name and kept.name != spec.name:
+            self.docker.change("rename", kept.name, spec.name, reason=why)
+        self.docker.change("start", spec.name or kept.id, reason=why)
+        self.send_signals(spec)
+        if action.failure.manual:
+            log.info("%s: rolled back to %s by hand", spec.label, kept.short)
+            return None
+        return spec.problem("", f"rolled back to {kept.short}: the update to {action.failure.image} failed "
+                                f"({action.reason}); it is not tried again until the spec or the image changes"
+                                + ("" if action.failure.manual else " or the back-off has passed")
+                                + f" (dockerup retry {spec.label})")
+
     def remove_half_created(self, labels):
         """A failed `docker run` can leave a created, never started container."""
         if self.docker.dry_run:
@@ -2431,11 +3235,12 @@ class Executor:
                                      "--filter", f"label={LABEL_HASH}={labels[LABEL_HASH]}",
                                      "--filter", "status=created").split()
         for container_id in leftovers:
-            self.docker.change("rm", "--force", container_id, reason="left by the failed docker run")
+            self.docker.change("rm", "--force", "--volumes", container_id, reason="left by the failed docker run")
 
     def wait_until_up(self, ref, spec):
         """The replacement must keep running for `settle` seconds or, with a
-        healthCheck, become healthy within the time its settings allow."""
+        healthCheck, become healthy within the time its settings allow. A one-shot
+        container may instead exit 0."""
         if self.docker.dry_run:
             return
         check = spec.doc.get("healthCheck")
@@ -2446,6 +3251,8 @@ class Executor:
             if self.stop:
                 raise ActionFailed("was not given the time to prove itself: dockerup is stopping")
             state = json.loads(self.docker.read("inspect", "--type", "container", "--format", "{{json .State}}", ref))
+            if state.get("Status") == "exited" and state.get("ExitCode") == 0 and spec.one_shot:
+                return
             if state.get("Status") != "running":
                 raise ActionFailed(f"{state.get('Status')} with exit code {state.get('ExitCode')}"
                                    f"{self.last_output(ref)}")
@@ -2508,7 +3315,6 @@ def health_wait_limit(check, settle, timeout):
 # Command line
 # ============================================================================
 
-IMAGE_RECORD = "images.json"
 PULL_CONCURRENCY = 4
 
 
@@ -2541,8 +3347,9 @@ def pull_images(docker, pulls, stop):
     return errors, changed
 
 
-def converge(config, docker, stop):
-    """One sync of the host with its declarations. Returns the exit code."""
+def converge(config, docker, stop, request=None):
+    """One sync of the host with its declarations. `request` is what `dockerup retry`
+    or `dockerup rollback` asks of this run. Returns the exit code."""
     started = time.monotonic()
     memo = SchemaMemo(config.cache)
     user_data = None
@@ -2555,24 +3362,32 @@ def converge(config, docker, stop):
         else:
             user_data = read_user_data(config.cache, endpoint, memo, remember=not config.dry_run)
     declared = load_declared(config, user_data, memo)
+    remembered = read_memory(config.cache, config.scope)
+    memory = copy.deepcopy(remembered)
+    request_problems = request.apply(memory, declared) if request else []
     state = read_state(docker)
-    pulls = plan_pulls(declared.specs, state.images, config)
+    pulls = plan_pulls(declared.specs, state.images, config, memory)
     pull_errors, images_changed = pull_images(docker, pulls, stop)
     if images_changed:
         state = HostState(state.containers, read_images(docker))
-    used_images = read_cache_list(config.cache, IMAGE_RECORD)
     own_id = own_container_id()
-    plan = plan_changes(declared, state, exclusive=config.exclusive, used_images=used_images, own_id=own_id,
+    plan = plan_changes(declared, state, memory, config, now=time.time(), own_id=own_id,
                         pending_pulls=pulls if config.dry_run else (), pull_errors=pull_errors)
     for note in plan.notes:
         log.warning("%s", note)
-    executor = Executor(docker, config.settle, stop, own_id)
-    problems = declared.problems + plan.problems + executor.execute(plan.actions)
+
+    def remember():
+        if not config.dry_run:
+            save_memory(config.cache, config.scope, plan.memory)
+
+    executor = Executor(docker, config.settle, stop, own_id, plan.memory, remember=remember)
+    problems = declared.problems + request_problems + plan.problems + executor.execute(plan.actions)
     for problem in problems:
         log.error("%s", problem)
     if not config.dry_run:
         memo.save()
-        record_images(config.cache, used_images, state, declared, executor.removed_images)
+        plan.memory.images = images_used(plan.memory.images, state, declared, config.scope, executor.removed_images)
+        save_memory(config.cache, config.scope, plan.memory, before=remembered)
     changes = sum(1 for a in plan.actions if not isinstance(a, RemoveImage))
     log.info("%s in %.2fs: %d declared, %d unchanged, %d container actions, %d images removed, %d problems",
              "dry run" if config.dry_run else "converged" if not problems else "ran",
@@ -2581,20 +3396,45 @@ def converge(config, docker, stop):
     return EXIT_PROBLEMS if problems else EXIT_OK
 
 
-def record_images(cache_dir, used_images, state, declared, removed):
-    """Remember the images dockerup's containers use, so that cleanup can tell
-    them apart from images someone else put on the host."""
-    record = set(used_images) | {c.image_id for c in state.containers if c.managed}
+def images_used(record, state, declared, scope, removed):
+    """The images this scope's containers and specs use, so that cleanup can tell them
+    apart from images someone else put on the host."""
+    record = set(record) | {c.image_id for c in state.containers if c.managed and c.scope == scope}
     record |= {state.images.resolve(spec.image) for spec in declared.specs}
-    record = sorted((record & state.images.ids) - set(removed))
-    if record != sorted(used_images):
-        write_cache_bytes(cache_dir, IMAGE_RECORD, json.dumps(record).encode())
+    return (record & state.images.ids) - set(removed)
 
 
-def converge_locked(config, docker, stop):
+@dataclass
+class Request:
+    """What `dockerup retry` or `dockerup rollback` asks of a run, by container name
+    (or identity, for an unnamed spec); retry without names means every container."""
+
+    kind: str  # "retry" or "rollback"
+    names: list
+
+    def apply(self, memory, declared):
+        """Edit the memory the run plans with. Returns Problems for unknown names."""
+        known = {spec.label: spec.identity for spec in declared.specs}
+        known.update({spec.identity: spec.identity for spec in declared.specs})
+        problems = [Problem(name, "no declared container has this name") for name in self.names if name not in known]
+        identities = [known[name] for name in self.names if name in known]
+        if self.kind == "rollback":
+            memory.rollbacks |= set(identities)
+            return problems
+        for identity in identities or list(memory.failures.keys() | memory.pins.keys()):
+            failure, pin = memory.failures.pop(identity, None), memory.pins.pop(identity, None)
+            if failure:
+                log.info("%s: forgetting that the update to %s failed at %s (%s)", identity, failure.image,
+                         clock(failure.at), failure.reason)
+            if pin:
+                log.info("%s: lifting the pin to %s from a rollback", identity, short_id(pin.image_id))
+        return problems
+
+
+def converge_locked(config, docker, stop, request=None):
     fd = host_lock(config.cache)
     try:
-        return converge(config, docker, stop)
+        return converge(config, docker, stop, request)
     finally:
         os.close(fd)
 
@@ -2691,6 +3531,8 @@ def usage_problem(argv):
             skip = name in takes_value and "=" not in arg
         else:
             words.append(arg)
+    if words[:1] in (["retry"], ["rollback"]):
+        return None
     extra = words[1:] if words[:1] in (["validate"], ["schema"]) else words
     return f"unexpected argument {extra[0]!r}" if extra else None
 
@@ -2720,11 +3562,12 @@ def main(argv=None):
         docker = Docker(config.remote, config.timeout, config.dry_run, config.show_secrets)
         stop = StopRequest()
         install_signal_handlers(stop)
-        if config.server:
+        request = next((Request(kind, args["NAME"]) for kind in ("retry", "rollback") if args[kind]), None)
+        if config.server and not request:
             return serve(config, docker, stop)
         if config.dry_run:
-            return converge(config, docker, stop)
-        return converge_locked(config, docker, stop)
+            return converge(config, docker, stop, request)
+        return converge_locked(config, docker, stop, request)
     except DockerupError as e:
         log.error("%s", e)
         return e.exit_code

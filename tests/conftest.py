@@ -3,12 +3,14 @@ must never be skipped: without an engine they fail, loudly."""
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,12 @@ sys.path.insert(0, str(ROOT))
 
 # Test images: busybox in an otherwise empty root filesystem. Their shell traps
 # TERM, so stopping one takes milliseconds, not docker's 10 second grace.
-IMAGE = "dockerup-test/app:1"
-IMAGE_2 = "dockerup-test/app:2"
+# Test images are named under a registry on loopback where nothing listens: should a
+# test ever pull one that is missing, the pull fails at once instead of asking Docker
+# Hub (no test traffic ever leaves this machine).
+LOCAL = "localhost:1/dockerup-test"
+IMAGE = f"{LOCAL}/app:1"
+IMAGE_2 = f"{LOCAL}/app:2"
 KEEP_RUNNING = "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"
 BUSYBOX_APPLETS = ("sh", "sleep", "cat", "echo", "env", "id", "hostname", "ls", "true", "false", "test", "kill",
                    "ps", "wget", "nc", "httpd", "touch", "mkdir", "rm", "grep", "ulimit", "stat", "head")
@@ -49,8 +55,9 @@ def docker(*args, check=True, timeout=120):
     return result.stdout
 
 
-def build_image(tag, marker):
-    """Import a busybox root filesystem as `tag`; `marker` makes its id unique."""
+def build_image(tag, marker, command=KEEP_RUNNING, volumes=()):
+    """Import a busybox root filesystem as `tag`; `marker` makes its id (and its one
+    layer) unique. `command` is the shell command it runs; `volumes` its VOLUMEs."""
     busybox = shutil.which("busybox") or "/bin/busybox"
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
@@ -62,10 +69,10 @@ def build_image(tag, marker):
         (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n")
         (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
         (root / "marker").write_text(marker)
-        cmd = json.dumps(["/bin/sh", "-c", KEEP_RUNNING])
+        cmd = json.dumps(["/bin/sh", "-c", command])
+        changes = ["-c", f"CMD {cmd}"] + (["-c", f"VOLUME {json.dumps(list(volumes))}"] if volumes else [])
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "import", "-c", f"CMD {cmd}", "-", tag], stdin=tar.stdout, check=True,
-                       capture_output=True)
+        subprocess.run(["docker", "import", *changes, "-", tag], stdin=tar.stdout, check=True, capture_output=True)
         tar.wait()
     return docker("image", "inspect", "--format", "{{.Id}}", tag).strip()
 
@@ -101,18 +108,31 @@ def write_files(directory, files):
             path.write_text(json.dumps(content))
 
 
-def remove_test_containers():
-    ids = docker("ps", "-aq", "--filter", "label=dockerup.id").split()
-    ids += docker("ps", "-aq", "--filter", f"label={TEST_LABEL}").split()
+def remove_test_containers(scope):
+    """Every container of one test: those dockerup made in its scope, and those the
+    test made by hand (labelled TEST_LABEL=scope). Never anyone else's: tests, and
+    test runs side by side, share one engine."""
+    ids = docker("ps", "-aq", "--filter", f"label=dockerup.scope={scope}").split()
+    ids += docker("ps", "-aq", "--filter", f"label={TEST_LABEL}={scope}").split()
     if ids:
         docker("rm", "--force", "--volumes", *sorted(set(ids)), check=False)
 
 
+KEEPER_SCOPE = "dockerup-test-keepers"
+
+
 def ensure_test_images():
-    """dockerup's image cleanup may remove a test image a test stopped using."""
+    """The shared test images, each held by a created (never started) container of a
+    scope of its own: dockerup's cleanup never removes an image a container uses, so
+    no test's cleanup can take the images from a test running beside it."""
     for tag, marker in ((IMAGE, "1"), (IMAGE_2, "2")):
         if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
             build_image(tag, marker)
+        image_id = docker("image", "inspect", "--format", "{{.Id}}", tag).strip()
+        if not docker("ps", "-aq", "--filter", f"label=dockerup.scope={KEEPER_SCOPE}", "--filter",
+                      f"ancestor={image_id}").split():
+            docker("create", "--label", f"dockerup.id=keeper-{marker}", "--label", f"dockerup.scope={KEEPER_SCOPE}",
+                   image_id, "true")
 
 
 @pytest.fixture(scope="session")
@@ -156,6 +176,7 @@ class Registry:
             f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'data'}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n"
             + (f"auth:\n  htpasswd:\n    realm: dockerup-test\n    path: {htpasswd}\n" if htpasswd else "")
+            # The access log, one line a request, is written at any level.
             + "log:\n  level: error\n")
         self.log = open(self.root / "registry.log", "w")
         self.process = None
@@ -171,6 +192,16 @@ class Registry:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
+
+    def requests(self):
+        """Every request the registry has served so far, as "METHOD /path" strings."""
+        self.log.flush()
+        text = (self.root / "registry.log").read_text()
+        return re.findall(r'"((?:GET|HEAD|PUT|POST|PATCH|DELETE) \S+) HTTP', text)
+
+    def downloads(self, repository, since=0):
+        """Manifest and blob downloads (GETs) of a repository among requests()[since:]."""
+        return [r for r in self.requests()[since:] if r.startswith(f"GET /v2/{repository}/")]
 
     def push(self, source, name):
         """Push local image `source` as NAME in this registry; returns the reference."""
@@ -190,11 +221,16 @@ def registry(engine, tmp_path_factory):
 
 
 class Host:
-    """A confdir, a cache and a configuration file of a test's own, and ways to
-    run dockerup against the real engine and look at what it did."""
+    """A confdir, a cache, a configuration file and a dockerup scope of a test's own,
+    and ways to run dockerup against the real engine and look at what it did. Give
+    every container a name of the test's own (`host.name("web")`) and label those made
+    by hand with `host.label` (TEST_LABEL=scope), so that tests side by side on one
+    engine never meet."""
 
-    def __init__(self, root):
+    def __init__(self, root, scope=None):
         self.root = Path(root)
+        self.scope = scope if scope is not None else f"t{uuid.uuid4().hex[:8]}"
+        self.label = f"{TEST_LABEL}={self.scope}"
         self.confdir = self.root / "containers.d"
         self.cache = self.root / "cache"
         self.config = self.root / "dockerup.conf"
@@ -203,9 +239,13 @@ class Host:
 
     def configure(self, **settings):
         values = {"confdir": self.confdir, "cache": self.cache, "pull": "false", "settle": "0.3", "interval": "1",
-                  "remote": ENGINE}
+                  "probation": "0", "remote": ENGINE, "scope": self.scope}
         values.update(settings)
         self.config.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+
+    def name(self, base):
+        """A container name of this test's own."""
+        return f"{self.scope}-{base}"
 
     def spec(self, filename, **document):
         """Write a spec file; `image` defaults to the first test image."""
@@ -230,8 +270,8 @@ class Host:
         return result
 
     def managed(self):
-        """Inspect output of every container dockerup owns, by name."""
-        ids = docker("ps", "-aq", "--filter", "label=dockerup.id").split()
+        """Inspect output of every container dockerup made in this test's scope, by name."""
+        ids = docker("ps", "-aq", "--filter", f"label=dockerup.scope={self.scope}").split()
         return {c["Name"].lstrip("/"): c for c in json.loads(docker("inspect", *ids))} if ids else {}
 
     def inspect(self, name):
@@ -241,9 +281,18 @@ class Host:
         return {name: c["Id"] for name, c in self.managed().items() if c["State"]["Running"]}
 
 
+    def leftovers(self):
+        """Names of this test's containers an update left under a temporary name."""
+        return leftovers(docker("ps", "-a", "--filter", f"label=dockerup.scope={self.scope}",
+                                "--format", "{{.Names}}").split())
+
+    def remove_containers(self):
+        remove_test_containers(self.scope)
+
+
 @pytest.fixture
 def host(engine, tmp_path):
-    remove_test_containers()
     ensure_test_images()
-    yield Host(tmp_path)
-    remove_test_containers()
+    host = Host(tmp_path)
+    yield host
+    host.remove_containers()

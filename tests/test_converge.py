@@ -10,7 +10,8 @@ import threading
 import time
 import uuid
 
-from conftest import ENGINE, IMAGE, IMAGE_2, KEEP_RUNNING, TEST_LABEL, build_image, docker, leftovers, wait_until
+from conftest import (ENGINE, IMAGE, IMAGE_2, KEEP_RUNNING, LOCAL, TEST_LABEL, build_image, docker, leftovers,
+                      wait_until)
 
 
 def changing_commands(stderr):
@@ -20,7 +21,7 @@ def changing_commands(stderr):
 
 def unique_image(name):
     """An image no other test uses, so cleanup tests cannot disturb each other."""
-    tag = f"dockerup-test/{name}-{uuid.uuid4().hex[:8]}:1"
+    tag = f"{LOCAL}/{name}-{uuid.uuid4().hex[:8]}:1"
     return tag, build_image(tag, tag)
 
 
@@ -101,7 +102,7 @@ def test_unnamed_spec_keeps_its_identity(host):
     host.spec("worker2.json", command=["sh", "-c", KEEP_RUNNING], env={"N": "2"})
     host.converge()
     labels = sorted(c["Config"]["Labels"]["dockerup.id"] for c in host.managed().values())
-    assert labels == ["image:dockerup-test/app", "image:dockerup-test/app#2"]
+    assert labels == ["file:worker.json", "file:worker2.json"]
     before = host.running_ids()
     host.converge()
     assert host.running_ids() == before
@@ -370,7 +371,7 @@ def test_interrupted_update_leftovers_are_finished(host):
     labels = current["Config"]["Labels"]
     docker("rename", "web", f"web.dockerup-old-{current['Id'][:12]}")
     args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
-    docker("run", "-d", "--name", f"web.dockerup-new-{labels['dockerup.hash'][:8]}", *args, IMAGE)
+    docker("run", "-d", "--name", f"web.dockerup-new-{labels['dockerup.hash'][-8:]}", *args, IMAGE)
     host.converge()
     assert set(host.managed()) == {"web"}
     assert leftovers() == []

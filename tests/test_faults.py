@@ -436,24 +436,26 @@ def test_cache_files_are_private_whatever_the_umask(host):
     even under cron's umask 0 and in a directory someone made 0755."""
     host.cache.mkdir(mode=0o755)
     host.cache.chmod(0o755)
-    (host.cache / "images.json").write_text("[]")
-    (host.cache / "images.json").chmod(0o644)
+    (host.cache / "state.json").write_text("{}")
+    (host.cache / "state.json").chmod(0o644)
     write_spec(host, "web")
     result = subprocess.run(host.command(), capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(0))
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(host.cache.stat().st_mode) == 0o700
     files = {path.name: stat.S_IMODE(path.stat().st_mode) for path in host.cache.iterdir()}
-    assert {"images.json", "validated.json"} <= set(files)
+    assert {"state.json", "validated.json"} <= set(files)
     assert files == dict.fromkeys(files, 0o600)
 
 
 # What a crash can leave in a cache file written without fsync: zeros, nothing
 # or half of it; or a file that some other hand changed.
 CORRUPT_CACHE = [
-    pytest.param("images.json", b"\0" * 64, id="images.json zero-filled"),
-    pytest.param("images.json", b'["sha256:', id="images.json truncated"),
-    pytest.param("images.json", b"null", id="images.json null"),
-    pytest.param("images.json", b'{"a": 1}', id="images.json an object"),
+    pytest.param("state.json", b"\0" * 64, id="state.json zero-filled"),
+    pytest.param("state.json", b'{"version": 1, "images": ["sha256:', id="state.json truncated"),
+    pytest.param("state.json", b"null", id="state.json null"),
+    pytest.param("state.json", b'["a", 1]', id="state.json an array"),
+    pytest.param("state.json", b'{"version": 1, "failures": {"web": {"at": "x"}}}', id="state.json a bad failure"),
+    pytest.param("state.json", b'{"version": 99}', id="state.json another version"),
     pytest.param("validated.json", b"\0" * 64, id="validated.json zero-filled"),
     pytest.param("validated.json", b"null", id="validated.json null"),
     pytest.param("validated.json", b"7", id="validated.json a number"),
@@ -462,7 +464,7 @@ CORRUPT_CACHE = [
 
 @pytest.mark.parametrize("name, content", CORRUPT_CACHE)
 def test_a_corrupt_cache_file_is_not_fatal(host, name, content):
-    """The cache decides nothing (README): a damaged file must not stop runs."""
+    """A damaged cache file costs at most a retry of a failed update: it must not stop runs."""
     write_spec(host, "web")
     host.converge()
     (host.cache / name).write_bytes(content)

@@ -299,6 +299,13 @@ SAME_CONTAINER = [
     pytest.param(changed(type="docker", update={"pull": False, "eager": True},
                          signal=[{"container": "p", "signal": "HUP"}]), id="control-fields-added"),
     pytest.param(changed(update={"eager": False}), id="update-changed"),
+    # docker reads these in any order
+    pytest.param(changed(portMappings=list(reversed(BASE["portMappings"]))), id="ports-reordered"),
+    pytest.param(changed(volumes=list(reversed(BASE["volumes"]))), id="volumes-reordered"),
+    pytest.param(changed(links={"db": "database"}), id="links-as-object"),
+    pytest.param(changed(healthCheck={"command": "true", "interval": 5.0}), id="health-string-vs-cmd-shell"),
+    # docker update applies these in place: they are compared with docker inspect, not hashed
+    pytest.param(changed(cpu=1024, memory="1g", memoryReservation="128m", restart="never"), id="in-place-fields"),
 ]
 
 
@@ -332,9 +339,6 @@ def test_fingerprint_ignores_fields_that_add_no_flag(key, absent):
 REAL_CHANGES = [
     ("name", "api"),
     ("image", "registry.example.com/app:1.5"),
-    ("cpu", 1024),
-    ("memory", "1g"),
-    ("memoryReservation", "128m"),
     ("entrypoint", "/bin/bash -c"),
     # The entrypoint's extra words go after the image, but they are still the entrypoint.
     ("entrypoint", "/bin/sh -e"),
@@ -350,8 +354,6 @@ REAL_CHANGES = [
                       {"containerPort": 53, "protocol": "udp"}]),
     ("env", {"A": "1", "B": "three"}),
     ("env", {"A": "1", "B": "two", "C": ""}),
-    ("restart", "never"),
-    ("restart", REMOVED),
     ("links", {"db": "database", "cache": "cache"}),
     ("dockerLabels", {"team": "api", "tier": "front"}),
     ("hostname", "web-2"),
@@ -379,8 +381,20 @@ def test_real_change_changes_fingerprint_and_is_named(key, value):
 
 def test_changed_fields_lists_every_change_sorted():
     _, old = dockerup.fingerprint(BASE)
-    _, new = dockerup.fingerprint(changed(user="root", cpu=2, env={"A": "2", "B": "two"}))
-    assert dockerup.changed_fields(old, new) == ["cpu", "env", "user"]
+    _, new = dockerup.fingerprint(changed(user="root", stopTimeout=2, env={"A": "2", "B": "two"}))
+    assert dockerup.changed_fields(old, new) == ["env", "stopTimeout", "user"]
+
+
+@pytest.mark.parametrize("first, second", [("2g", "2048m"), ("1024k", "1m"), ("1.5g", "1536m")])
+def test_sizes_are_compared_in_bytes(first, second):
+    assert dockerup.resource_settings({"memory": first}) == dockerup.resource_settings({"memory": second})
+
+
+def test_every_schema_field_is_hashed_applied_in_place_or_a_control():
+    schema = json.loads(dockerup.SCHEMA_TEXTS["container"])
+    kinds = [set(dockerup.CANONICAL), set(dockerup.IN_PLACE_FIELDS), set(dockerup.CONTROL_FIELDS)]
+    assert set.union(*kinds) == set(schema["properties"])
+    assert sum(map(len, kinds)) == len(schema["properties"])
 
 
 def test_changed_fields_of_identical_specs_is_empty():
