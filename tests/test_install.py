@@ -100,9 +100,9 @@ def check_installed(prefix, host, env=None):
     """The installed command answers and converges a spec on the engine."""
     dockerup = prefix / INSTALLED.lstrip("/")
     assert run([dockerup, "--version"], env=env).stdout == "dockerup 0.1.0\n"
-    host.spec("web.json", name="web")
+    host.spec("web.json", name=host.name("web"))
     run([dockerup, "--config", host.config], env=env)
-    assert host.inspect("web")["State"]["Running"]
+    assert host.inspect(host.name("web"))["State"]["Running"]
 
 
 def test_debian_packages_and_the_single_file(tmp_path, host):
@@ -171,17 +171,18 @@ def test_a_registry_login_reaches_dockerup(tmp_path, host):
         docker("tag", IMAGE, image)
         run(["docker", "push", image], env=login)
         docker("rmi", image)
-        host.spec("private.json", name="private", image=image)
+        private = host.name("private")
+        host.spec("private.json", name=private, image=image)
 
         refused = host.run(env={"DOCKER_CONFIG": str(logged_out)})
         assert refused.returncode == 1, refused.stderr
         assert f"ERROR {host.confdir}/private.json: image: {image} is not available locally and pulling it " \
                f"failed (" in refused.stderr
         assert "no basic auth credentials" in refused.stderr, refused.stderr
-        assert docker("ps", "-aq", "--filter", "name=^private$") == ""
+        assert docker("ps", "-aq", "--filter", f"name=^{private}$") == ""
 
         host.converge(env={"DOCKER_CONFIG": str(logged_in)})
-        assert host.inspect("private")["Config"]["Image"] == image
+        assert host.inspect(private)["Config"]["Image"] == image
         assert registry.address in (logged_in / "config.json").read_text()
         assert not (logged_out / "config.json").exists()
     finally:
