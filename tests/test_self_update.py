@@ -302,8 +302,9 @@ def self_spec(host, image):
 
 
 def bootstrap(host, image):
-    """The README's `docker run` line, with this test's host directories."""
+    """The README's `docker run` line, with this test's host directories and scope."""
     return docker("run", "--detach", "--name", SELF, "--restart", "always", "--label", f"dockerup.id={SELF}",
+                  "--label", f"dockerup.scope={host.scope}",
                   "--volume", f"{ENGINE_SOCKET}:{SOCKET}", "--volume", f"{host.root}:/etc/dockerup:ro",
                   "--volume", f"{host.cache}:/var/cache/dockerup", image).strip()
 
@@ -341,8 +342,8 @@ def test_dockerup_replaces_itself_with_a_newly_pushed_image(self_host, registry,
 def test_dockerup_on_the_host_never_takes_a_container_for_its_own(host):
     # The host's mount table lists the /dev/shm of a container with shareable IPC
     # under that container's directory: nothing there says dockerup runs inside it.
-    ghost = docker("run", "--detach", "--name", "ghost", "--ipc", "shareable", "--label", "dockerup.id=ghost",
-                   IMAGE).strip()
+    ghost = docker("run", "--detach", "--name", host.name("ghost"), "--ipc", "shareable", "--label",
+                   "dockerup.id=ghost", "--label", f"dockerup.scope={host.scope}", IMAGE).strip()
     result = host.converge()
     assert "dockerup's own container was replaced" not in result.stderr
     assert ghost not in docker("ps", "--all", "--quiet", "--no-trunc").split(), "the undeclared container was kept"
