@@ -988,6 +988,9 @@ def parse_json_document(data, where, size=None):
     # hashing) recurses too and would fail a few frames further down.
     if json_depth(document) > MAX_JSON_DEPTH:
         return Problem(where, "invalid JSON: nested too deeply")
+    if has_lone_surrogate(document):
+        # JSON's \ud800 escapes name half a UTF-16 pair: no text, and no command line, can carry it.
+        return Problem(where, "invalid JSON: a \\u escape names half of a UTF-16 surrogate pair, which is no character")
     return document
 
 
@@ -1003,6 +1006,21 @@ def json_depth(value):
             deepest = max(deepest, depth)
             pending.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
     return deepest
+
+
+def has_lone_surrogate(value):
+    pending = [value]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if re.search("[\ud800-\udfff]", value):
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def json_type_name(value):
