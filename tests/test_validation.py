@@ -51,7 +51,10 @@ def run(*args):
 DOCUMENT_CASES = [
     pytest.param({"web.json": '{\n  "image": "app:1",\n  "name": web\n}'},
                  "<dir>/web.json: line 3, column 11: invalid JSON: Expecting value", id="malformed JSON"),
+    # Python 3.13's json names a trailing comma, at the comma; older ones the missing name after it.
     pytest.param({"web.json": '{"image": "app:1",}'},
+                 "<dir>/web.json: line 1, column 18: invalid JSON: Illegal trailing comma before end of object"
+                 if sys.version_info >= (3, 13) else
                  "<dir>/web.json: line 1, column 19: invalid JSON: Expecting property name enclosed in double quotes",
                  id="trailing comma"),
     pytest.param({"web.json": ""}, "<dir>/web.json: empty file; expected a JSON object", id="empty file"),
