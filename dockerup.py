@@ -6,7 +6,8 @@ Usage:
   dockerup retry [options] [NAME...]
   dockerup rollback [options] NAME...
   dockerup validate [options] [--user-data FILE]
-  dockerup schema [container | user-data]
+  dockerup export --format FORMAT [options]
+  dockerup schema [container | user-data | task-definition]
   dockerup -h | --help
   dockerup --version
 
@@ -36,6 +37,10 @@ Options:
                       line with the reason as a # comment; change nothing.
   --show-secrets      Show env values in logs and --dry-run output (masked as ***).
   --user-data FILE    validate: also check this user-data document.
+  --format FORMAT     export: ecs (an ECS task definition) or compose (a compose
+                      file).
+  --family NAME       export --format ecs: the task's family (default: this
+                      host's name).
   -v, --verbose       Also log read-only docker commands, and tracebacks.
   -h, --help          Show this help.
   --version           Show the version.
@@ -46,8 +51,11 @@ tried again at once. `dockerup rollback` puts back the container an update on
 probation replaced, or after probation recreates the container from the image its
 last update replaced, and pins it there until its tag moves; then it runs.
 `dockerup validate` checks the configuration file and every spec without
-touching the Docker engine. `dockerup schema` prints the JSON Schema of a spec
-(or of a user-data document), for editors and other validators.
+touching the Docker engine. `dockerup export` prints the declared containers as
+an ECS task definition (for aws ecs register-task-definition --cli-input-json)
+or a compose file; what does not translate is said on standard error, one line
+each. `dockerup schema` prints the JSON Schema of a spec (or of a user-data
+document, or of an ECS task definition), for editors and other validators.
 
 Exit codes:
   0  converged (validate: everything is valid)
@@ -827,8 +835,7 @@ SCHEMA_TEXTS = {
         "protocol": {"enum": ["tcp", "udp"], "description": "Default tcp."},
         "name": {"type": "string", "description": "ECS Service Connect's name for the mapping; no effect on one host."},
         "appProtocol": {"enum": ["http", "http2", "grpc"], "description": "ECS Service Connect's protocol; no effect on one host."},
-        "containerPortRange": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "#/$defs/nothing"},
-        "hostPortRange": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "#/$defs/nothing"}
+        "containerPortRange": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "#/$defs/nothing"}
       }
     },
     "volume": {
@@ -1573,7 +1580,6 @@ ECS_REFUSED = {
                             "linuxParameters.devices",
     "credentialSpecs": "gMSA credential specs are for Windows containers, which dockerup does not run",
     "portMappings.containerPortRange": "dockerup maps single ports: give one portMappings entry per port",
-    "portMappings.hostPortRange": "dockerup maps single ports: give one portMappings entry per port",
     "linuxParameters.maxSwap": "dockerup does not set swap limits: docker gives a container as much swap as its "
                                "memory limit",
     "linuxParameters.swappiness": "dockerup does not set swappiness: the host's setting applies",
@@ -2636,6 +2642,422 @@ def shell_quote(word):
     escaped = "".join("\\\\" if c == "\\" else "\\'" if c == "'" else
                       f"\\x{ord(c):02x}" if ord(c) < 32 or ord(c) == 127 else c for c in word)
     return f"$'{escaped}'"
+
+
+# ---- Export: an ECS task definition, a compose file --------------------------------
+# The declared containers in the two formats closest to dockerup's: ECS, for a fleet that
+# outgrows a group of hosts, and compose, for one host without dockerup. What has no
+# equivalent is left out and said, one line each: nothing is dropped silently. The export
+# is the user's own configuration, so it holds env values (which no log ever shows).
+
+MIB = 1024 ** 2
+ECS_LOG_DRIVERS = ("json-file", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk")
+ECS_HEALTH_RANGES = {"interval": (5, 300), "timeout": (2, 60), "retries": (1, 10), "startPeriod": (0, 300)}
+ECS_RESTART = {"always": {"enabled": True}, "unless-stopped": {"enabled": True},
+               "on-failure": {"enabled": True, "ignoredExitCodes": [0]}, "never": {"enabled": False}}
+COMPOSE_CONDITIONS = {"START": "service_started", "HEALTHY": "service_healthy",
+                      "SUCCESS": "service_completed_successfully", "COMPLETE": "service_completed_successfully"}
+
+
+@dataclass
+class Export:
+    """An export under way: the names the containers get, what the task (or the compose
+    file) collects from them, and the lines saying what does not translate."""
+
+    family: str
+    names: dict  # spec name -> the name in the export
+    volumes: dict = field(default_factory=dict)  # ECS: key -> task volume; compose: docker volume name -> {}
+    modes: dict = field(default_factory=dict)  # ECS: networkMode/pidMode/ipcMode -> {export name: value}
+    notes: list = field(default_factory=list)
+
+    def note(self, spec, path, message):
+        self.notes.append(str(spec.problem(path, message)))
+
+
+def export_names(specs, export_format, note):
+    """spec name -> its name in the export. An unnamed spec is named after its file (or
+    its place in user-data); ECS container names have no '.'."""
+    names = {}
+    for spec in specs:
+        name = spec.name or re.sub(r"[^a-zA-Z0-9_.-]", "-", spec.identity.split(":", 1)[-1].removesuffix(".json"))
+        if export_format == "ecs":
+            name = name.replace(".", "-")
+        if name != spec.name:
+            note(spec, "name", f"{'no name' if not spec.name else 'ECS container names have no dot'}: exported as "
+                               f"{name!r}")
+        names[spec.name or spec.identity] = name
+    return names
+
+
+def whole_mib(size, spec, key, export):
+    size_bytes = parse_size(size)
+    mib = -(-size_bytes // MIB)
+    if size_bytes % MIB:
+        export.note(spec, key, f"ECS takes whole MiB: exported as {mib}")
+    return mib
+
+
+def ecs_volume_name(export, key, wanted, volume):
+    """The task volume for `key`, added under a free name like `wanted` when new."""
+    if key not in export.volumes:
+        base = re.sub(r"[^a-zA-Z0-9_-]+", "_", wanted).strip("_")[:200] or "volume"
+        taken = {v["name"] for v in export.volumes.values()}
+        name = next(candidate for candidate in (base, *(f"{base}_{n}" for n in range(2, 1000)))
+                    if candidate not in taken)
+        export.volumes[key] = {"name": name, **volume}
+    return export.volumes[key]["name"]
+
+
+def ecs_volumes(volumes, spec, export):
+    mounts, sources = [], []
+    for index, volume in enumerate(volumes):
+        read_only = volume.get("mode") == "ro"
+        if "from" in volume:
+            sources.append({"sourceContainer": export.names[volume["from"]], "readOnly": read_only})
+            continue
+        if "hostPath" in volume:
+            name = ecs_volume_name(export, ("host", volume["hostPath"]), volume["hostPath"],
+                                   {"host": {"sourcePath": volume["hostPath"]}})
+        elif volume.get("volume", "").startswith(export.family + "_"):
+            task_volume = volume["volume"][len(export.family) + 1:]
+            name = ecs_volume_name(export, ("task", task_volume), task_volume,
+                                   {"dockerVolumeConfiguration": {"scope": "task"}})
+        elif "volume" in volume:
+            name = ecs_volume_name(export, ("shared", volume["volume"]), volume["volume"],
+                                   {"dockerVolumeConfiguration": {"scope": "shared", "autoprovision": True}})
+            if name != volume["volume"]:
+                export.note(spec, f"volumes[{index}].volume", f"ECS volume names have only letters, digits, '_' "
+                                                              f"and '-': exported as {name!r}, a volume of that name")
+        else:
+            name = ecs_volume_name(export, ("anonymous", spec.label, volume["containerPath"]),
+                                   f"{export.names[spec.name or spec.identity]}{volume['containerPath']}", {})
+            export.note(spec, f"volumes[{index}]", f"an anonymous volume has no ECS form: exported as the task volume "
+                                                   f"{name!r} (the docker volume {export.family}_{name} on one host)")
+        mounts.append({"sourceVolume": name, "containerPath": volume["containerPath"], "readOnly": read_only})
+    return {**({"mountPoints": mounts} if mounts else {}), **({"volumesFrom": sources} if sources else {})}
+
+
+def ecs_mode(key, value, spec, export):
+    """networkMode, pidMode and ipcMode belong to the task: collected, decided in ecs_task."""
+    export.modes.setdefault(key, {})[export.names[spec.name or spec.identity]] = value
+    return {}
+
+
+def ecs_health(check, spec, export):
+    command = check["command"]
+    if command == ["NONE"]:
+        export.note(spec, "healthCheck", "[\"NONE\"] has no ECS form: left out (the image's own check may apply)")
+        return {}
+    exported = {"command": ["CMD-SHELL", command] if isinstance(command, str) else list(command)}
+    for key, (low, high) in ECS_HEALTH_RANGES.items():
+        if key in check:
+            exported[key] = min(max(round(check[key]), low), high)
+            if exported[key] != check[key]:
+                export.note(spec, f"healthCheck.{key}", f"ECS takes a whole number from {low} to {high}: "
+                                                        f"exported as {exported[key]}")
+    if "timeout" not in check:
+        export.note(spec, "healthCheck.timeout", "not set: docker's default is 30 seconds, ECS's 5")
+    return {"healthCheck": exported}
+
+
+def ecs_logging(configuration, spec, export):
+    if configuration["logDriver"] not in ECS_LOG_DRIVERS:
+        export.note(spec, "logConfiguration.logDriver", f"ECS has no {configuration['logDriver']!r} log driver: "
+                                                        "left out (ECS's default applies)")
+        return {}
+    return {"logConfiguration": dict(configuration)}
+
+
+def ecs_ports(mappings, spec, export):
+    exported = []
+    for index, mapping in enumerate(mappings):
+        exported.append({"containerPort": int(mapping["containerPort"]),
+                         **({"hostPort": int(mapping["hostPort"])} if "hostPort" in mapping else {}),
+                         "protocol": mapping.get("protocol", "tcp")})
+        if "hostIp" in mapping:
+            export.note(spec, f"portMappings[{index}].hostIp", "ECS publishes on every address of the host: "
+                                                               "left out")
+    return {"portMappings": exported}
+
+
+def ecs_restart(policy, spec, export):
+    if policy == "unless-stopped":
+        export.note(spec, "restart", "ECS has no \"unless-stopped\": exported as always")
+    return {"restartPolicy": ECS_RESTART[policy]}
+
+
+def only_dockerup(what):
+    def left_out(value, spec, export):
+        export.note(spec, what, "dockerup's own setting, with no equivalent there: left out")
+        return {}
+    return left_out
+
+
+def same_as(key):
+    return lambda value, spec, export: {key: value}
+
+
+def renamed_targets(dependencies, spec, export):
+    return {"dependsOn": [{**d, "containerName": export.names[d["containerName"]]} for d in dependencies]}
+
+
+def ecs_links(links, spec, export):
+    """A renamed target keeps its old name as the alias, the host name the container knows."""
+    pairs = links.items() if isinstance(links, dict) else (link.partition(":")[::2] for link in links)
+    exported = []
+    for name, alias in pairs:
+        alias = alias or (name if export.names[name] != name else "")
+        exported.append(f"{export.names[name]}:{alias}" if alias else name)
+    return {"links": exported}
+
+
+# dockerup field -> its ECS container definition fields.
+ECS_EXPORT = {
+    "type": lambda value, spec, export: {},
+    "name": lambda value, spec, export: {},  # export_names
+    "image": same_as("image"),
+    "cpu": same_as("cpu"),
+    "memory": lambda value, spec, export: {"memory": whole_mib(value, spec, "memory", export)},
+    "memoryReservation": lambda value, spec, export: {
+        "memoryReservation": whole_mib(value, spec, "memoryReservation", export)},
+    "entrypoint": lambda value, spec, export: {"entryPoint": split_argv(value)},
+    "command": lambda value, spec, export: {"command": split_argv(value)},
+    "privileged": same_as("privileged"),
+    "network": lambda value, spec, export: ecs_mode("networkMode", value, spec, export),
+    "volumes": ecs_volumes,
+    "portMappings": ecs_ports,
+    "env": lambda value, spec, export: {"environment": [{"name": key, "value": env_text(value[key])}
+                                                        for key in sorted(value)]},
+    "restart": ecs_restart,
+    "update": only_dockerup("update"),
+    "signal": only_dockerup("signal"),
+    "links": ecs_links,
+    "dockerLabels": same_as("dockerLabels"),
+    "hostname": same_as("hostname"),
+    "user": same_as("user"),
+    "workingDirectory": same_as("workingDirectory"),
+    "extraHosts": same_as("extraHosts"),
+    "dnsServers": same_as("dnsServers"),
+    "dnsSearchDomains": same_as("dnsSearchDomains"),
+    "logConfiguration": ecs_logging,
+    "healthCheck": ecs_health,
+    "stopTimeout": same_as("stopTimeout"),
+    "ulimits": same_as("ulimits"),
+    "readonlyRootFilesystem": same_as("readonlyRootFilesystem"),
+    "essential": same_as("essential"),
+    "dependsOn": renamed_targets,
+    "startTimeout": same_as("startTimeout"),
+    "linuxParameters": same_as("linuxParameters"),
+    "systemControls": same_as("systemControls"),
+    "dockerSecurityOptions": same_as("dockerSecurityOptions"),
+    "pseudoTerminal": same_as("pseudoTerminal"),
+    "interactive": same_as("interactive"),
+    "pidMode": lambda value, spec, export: ecs_mode("pidMode", value, spec, export),
+    "ipcMode": lambda value, spec, export: ecs_mode("ipcMode", value, spec, export),
+}
+
+
+def task_mode(key, values, names, note):
+    """A task's networkMode, pidMode or ipcMode from its containers' values (export name
+    -> value; absent = None), or None; a value the task cannot give is said and left out."""
+    given = {name: values.get(name) for name in names}
+    kinds = set(given.values())
+    if key == "networkMode" and len(kinds) == 1 and kinds <= {"bridge", "host", "none"}:
+        return kinds.pop()
+    if key != "networkMode" and kinds == {"host"}:
+        return "host"
+    leaders = [name for name, value in given.items() if value in (None, "shareable")]
+    if key != "networkMode" and len(leaders) == 1 and len(names) > 1 and all(
+            value == f"container:{leaders[0]}" for name, value in given.items() if name != leaders[0]):
+        return "task"
+    for name, value in given.items():
+        if value is not None and not (key == "networkMode" and value == "bridge"):
+            why = ("ECS shares namespaces only task-wide" if value.startswith("container:")
+                   else f"a task has one {key} for all its containers, and theirs differ")
+            note(name, f"{value!r}: {why}: left out")
+    return None
+
+
+def export_ecs(specs, family):
+    """The declared containers as one ECS task definition (RegisterTaskDefinition's
+    input), and the lines saying what does not translate."""
+    notes = []
+    names = export_names(specs, "ecs", lambda spec, path, message: notes.append(str(spec.problem(path, message))))
+    export = Export(family, names, notes=notes)
+    definitions = []
+    for spec in specs:
+        definition = {"name": names[spec.name or spec.identity]}
+        for key, value in spec.doc.items():
+            definition.update(ECS_EXPORT[key](value, spec, export))
+        if spec.one_shot and "essential" not in spec.doc:
+            definition["essential"] = False  # ECS would stop the whole task when a job exits
+        definitions.append(definition)
+    by_export_name = {names[spec.name or spec.identity]: spec for spec in specs}
+    task = {"family": family, "containerDefinitions": definitions}
+    if export.volumes:
+        task["volumes"] = list(export.volumes.values())
+    for key, field_name in (("networkMode", "network"), ("pidMode", "pidMode"), ("ipcMode", "ipcMode")):
+        mode = task_mode(key, export.modes.get(key, {}), list(by_export_name),
+                         lambda name, message: export.note(by_export_name[name], field_name, message))
+        if mode:
+            task[key] = mode
+    if not any(definition.get("essential", True) for definition in definitions):
+        export.notes.append(f"{family}: no container is essential, and ECS needs one (a job has essential false)")
+    return task, export.notes
+
+
+def compose_volumes(volumes, spec, export):
+    mounts, sources = [], []
+    for volume in volumes:
+        suffix = ":ro" if volume.get("mode") == "ro" else ""
+        if "from" in volume:
+            sources.append(export.names[volume["from"]] + suffix)
+        elif "hostPath" in volume:
+            mounts.append(f"{volume['hostPath']}:{volume['containerPath']}{suffix}")
+        elif "volume" in volume:
+            export.volumes[volume["volume"]] = {"name": volume["volume"]}
+            mounts.append(f"{volume['volume']}:{volume['containerPath']}{suffix}")
+        else:
+            mounts.append(volume["containerPath"])
+    return {**({"volumes": mounts} if mounts else {}), **({"volumes_from": sources} if sources else {})}
+
+
+def compose_namespace(key):
+    def translate(value, spec, export):
+        if value.startswith("container:"):
+            value = f"service:{export.names[value[len('container:'):]]}"
+        return {key: value}
+    return translate
+
+
+def compose_health(check, spec, export):
+    command = health_command(check)
+    if command is None:
+        return {"healthcheck": {"test": ["NONE"]}}
+    # docker run gives every check as a shell command (health_flags): so does the export
+    exported = {"test": ["CMD-SHELL", command]}
+    for key, name in (("interval", "interval"), ("timeout", "timeout"), ("startPeriod", "start_period")):
+        if key in check:
+            exported[name] = duration(check[key])
+    if "retries" in check:
+        exported["retries"] = check["retries"]
+    return {"healthcheck": exported}
+
+
+def compose_linux(linux, spec, export):
+    capabilities = linux.get("capabilities", {})
+    exported = {"cap_add": capabilities.get("add"), "cap_drop": capabilities.get("drop"),
+                "devices": [device_argument(device) for device in linux.get("devices", ())] or None,
+                "init": linux.get("initProcessEnabled"),
+                "shm_size": f"{linux['sharedMemorySize']}m" if "sharedMemorySize" in linux else None,
+                "tmpfs": [tmpfs_argument(mount) for mount in linux.get("tmpfs", ())] or None}
+    return {key: value for key, value in exported.items() if value is not None}
+
+
+def compose_only_ecs(what, why):
+    def left_out(value, spec, export):
+        export.note(spec, what, why)
+        return {}
+    return left_out
+
+
+def compose_links(links, spec, export):
+    pairs = links.items() if isinstance(links, dict) else (link.partition(":")[::2] for link in links)
+    return {"links": [f"{export.names[name]}:{alias or name}" for name, alias in pairs]}
+
+
+def compose_arguments(doc):
+    """entrypoint and command as dockerup gives them to docker run: the entrypoint's
+    first word, then every other word as the command (so that docker inspect agrees)."""
+    words = split_argv(doc.get("entrypoint"))
+    exported = {"entrypoint": words[:1]} if words else {}
+    arguments = container_arguments(doc)
+    return {**exported, **({"command": arguments} if arguments else {})}
+
+
+# dockerup field -> its compose service keys.
+COMPOSE_EXPORT = {
+    "type": lambda value, spec, export: {},
+    "name": lambda value, spec, export: {},  # export_names
+    "image": same_as("image"),
+    "cpu": same_as("cpu_shares"),
+    "memory": lambda value, spec, export: {"mem_limit": parse_size(value)},
+    "memoryReservation": lambda value, spec, export: {"mem_reservation": parse_size(value)},
+    "entrypoint": lambda value, spec, export: compose_arguments(spec.doc),
+    "command": lambda value, spec, export: compose_arguments(spec.doc),
+    "privileged": same_as("privileged"),
+    "network": compose_namespace("network_mode"),
+    "volumes": compose_volumes,
+    "portMappings": lambda value, spec, export: {"ports": [publish_argument(mapping) for mapping in value]},
+    "env": lambda value, spec, export: {"environment": {key: env_text(value[key]) for key in sorted(value)}},
+    "restart": lambda value, spec, export: {"restart": RESTART_POLICIES[value]},
+    "update": only_dockerup("update"),
+    "signal": only_dockerup("signal"),
+    "links": compose_links,
+    "dockerLabels": same_as("labels"),
+    "hostname": same_as("hostname"),
+    "user": same_as("user"),
+    "workingDirectory": same_as("working_dir"),
+    "extraHosts": lambda value, spec, export: {"extra_hosts": [f"{h['hostname']}:{h['ipAddress']}" for h in value]},
+    "dnsServers": same_as("dns"),
+    "dnsSearchDomains": same_as("dns_search"),
+    "logConfiguration": lambda value, spec, export: {"logging": {"driver": value["logDriver"],
+                                                                 **({"options": value["options"]}
+                                                                    if "options" in value else {})}},
+    "healthCheck": compose_health,
+    "stopTimeout": lambda value, spec, export: {"stop_grace_period": f"{value}s"},
+    "ulimits": lambda value, spec, export: {"ulimits": {u["name"]: {"soft": u["softLimit"], "hard": u["hardLimit"]}
+                                                        for u in value}},
+    "readonlyRootFilesystem": same_as("read_only"),
+    "essential": compose_only_ecs("essential", "compose has no tasks: left out"),
+    "dependsOn": lambda value, spec, export: compose_depends_on(value, spec, export),
+    "startTimeout": compose_only_ecs("startTimeout", "compose waits for dependencies without a time limit: "
+                                                     "left out"),
+    "linuxParameters": compose_linux,
+    "systemControls": lambda value, spec, export: {"sysctls": {c["namespace"]: c["value"] for c in value}},
+    "dockerSecurityOptions": lambda value, spec, export: {"security_opt": [security_option(o) for o in value]},
+    "pseudoTerminal": same_as("tty"),
+    "interactive": same_as("stdin_open"),
+    "pidMode": compose_namespace("pid"),
+    "ipcMode": compose_namespace("ipc"),
+}
+
+
+def compose_depends_on(dependencies, spec, export):
+    for index, dependency in enumerate(dependencies):
+        if dependency["condition"] == "COMPLETE":
+            export.note(spec, f"dependsOn[{index}].condition", "compose waits only for a successful exit: "
+                                                               "exported as service_completed_successfully")
+    return {"depends_on": {export.names[d["containerName"]]: {"condition": COMPOSE_CONDITIONS[d["condition"]]}
+                           for d in dependencies}}
+
+
+def compose_escaped(value):
+    """compose reads "$NAME" in any value as a variable of its own environment: "$$" is a "$"."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, list):
+        return [compose_escaped(item) for item in value]
+    if isinstance(value, dict):
+        return {key: compose_escaped(item) for key, item in value.items()}
+    return value
+
+
+def export_compose(specs):
+    """The declared containers as a compose file (the Compose Specification; JSON is
+    YAML), and the lines saying what does not translate."""
+    notes = []
+    names = export_names(specs, "compose", lambda spec, path, message: notes.append(str(spec.problem(path, message))))
+    export = Export("", names, notes=notes)
+    services = {}
+    for spec in specs:
+        name = names[spec.name or spec.identity]
+        service = {"container_name": name}
+        for key, value in spec.doc.items():
+            service.update(COMPOSE_EXPORT[key](value, spec, export))
+        service.setdefault("network_mode", "bridge")  # docker run's default; compose would make a network
+        services[name] = compose_escaped(service)
+    return {"services": services, **({"volumes": export.volumes} if export.volumes else {})}, export.notes
 
 
 # ============================================================================
@@ -4358,6 +4780,33 @@ def validate(config, user_data_file):
     return EXIT_OK
 
 
+def export(config, export_format, family=None):
+    """Print the declared containers as an ECS task definition or a compose file. Lines
+    saying what does not translate go to standard error; nothing touches the engine."""
+    if export_format not in ("ecs", "compose"):
+        raise DockerupError(f"--format: expected ecs or compose, got {export_format!r}")
+    if family is None:
+        import socket
+
+        family = re.sub(r"[^a-zA-Z0-9_-]", "-", socket.gethostname())[:255] or "dockerup"
+    if not re.fullmatch(r"[a-zA-Z0-9_-]{1,255}", family):
+        raise DockerupError(f"--family: {family!r} is not a task family: up to 255 letters, digits, '_' and '-'")
+    user_data = None
+    if config.aws and metadata_endpoint():
+        user_data = read_user_data(config.cache, metadata_endpoint(), remember=False)
+    declared = load_declared(config, user_data)
+    if declared.problems:
+        for problem in declared.problems:
+            log.error("%s", problem)
+        log.error("nothing exported: %s", plural(len(declared.problems), "problem"))
+        return EXIT_PROBLEMS
+    document, notes = export_ecs(declared.specs, family) if export_format == "ecs" else export_compose(declared.specs)
+    for note in notes:
+        print(note, file=sys.stderr)
+    print(json.dumps(document, indent=2))
+    return EXIT_OK
+
+
 class OneLineFormatter(logging.Formatter):
     """Each message on one line; a traceback (-v) still follows it as it is."""
 
@@ -4395,7 +4844,7 @@ def usage_problem(argv):
             words.append(arg)
     if words[:1] in (["retry"], ["rollback"]):
         return None
-    extra = words[1:] if words[:1] in (["validate"], ["schema"]) else words
+    extra = words[1:] if words[:1] in (["validate"], ["schema"], ["export"]) else words
     return f"unexpected argument {extra[0]!r}" if extra else None
 
 
@@ -4415,12 +4864,15 @@ def main(argv=None):
         return EXIT_FATAL
     setup_logging(args["--verbose"])
     if args["schema"]:
-        sys.stdout.write(SCHEMA_TEXTS["user-data" if args["user-data"] else "container"])
+        sys.stdout.write(SCHEMA_TEXTS[next((kind for kind in ("user-data", "task-definition") if args[kind]),
+                                           "container")])
         return EXIT_OK
     try:
         config = load_config(args)
         if args["validate"]:
             return validate(config, args["--user-data"])
+        if args["export"]:
+            return export(config, args["--format"], args["--family"])
         docker = Docker(config.remote, config.timeout, config.dry_run, config.show_secrets)
         stop = StopRequest()
         install_signal_handlers(stop)
