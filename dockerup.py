@@ -1746,6 +1746,7 @@ def normalize_container(doc, task, bad):
                         **({"mode": "ro"} if mount.get("readOnly") else {})})
     for index, source in enumerate(doc.get("volumesFrom", ())):
         origins[f"volumes[{len(volumes)}]"] = f"volumesFrom[{index}]"
+        origins[f"volumes[{len(volumes)}].from"] = f"volumesFrom[{index}].sourceContainer"
         volumes.append({"from": source["sourceContainer"], **({"mode": "ro"} if source.get("readOnly") else {})})
     if "mountPoints" in doc or "volumesFrom" in doc:
         spelled["volumes"] = volumes
