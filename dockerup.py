@@ -2258,6 +2258,19 @@ def container_documents(documents):
             yield document
 
 
+def whole_tasks(specs, valid):
+    """`valid` without the containers of tasks that lost one to a problem, and a Problem
+    for each such task: a part of a task is not what was written."""
+    kept = {id(spec) for spec in valid}
+    broken = {}
+    for spec in specs:
+        if spec.task and id(spec) not in kept:
+            broken.setdefault((spec.where, spec.task), []).append(spec.name)
+    problems = [Problem(where, f"task {task} declares nothing: {', '.join(names)} cannot be converged")
+                for (where, task), names in broken.items()]
+    return [spec for spec in valid if (spec.where, spec.task) not in broken], problems
+
+
 def load_declared(config, user_data=None, memo=None):
     """Read and check every source; `user_data` is a UserData, or None when aws is off."""
     incomplete = set()
@@ -2275,6 +2288,8 @@ def load_declared(config, user_data=None, memo=None):
         names |= declared_names_of(user_data.documents)
     ordered, cross = check_declarations(specs, names)
     problems += cross
+    ordered, whole = whole_tasks(specs, ordered)
+    problems += whole
     kept = {id(s) for s in ordered}
     incomplete |= {s.source for s in specs if id(s) not in kept}
     return Declared(assign_identities(ordered), problems, incomplete)
@@ -3950,11 +3965,15 @@ def attachment_change(spec, container, context):
     interrupted run, a rollback, a person's docker rm)."""
     for path, target_name in container_references(spec.doc):
         target = context.current_of.get(target_name)
-        if target is None:
+        if target is None or path.startswith("dependsOn"):  # dependsOn only orders: nothing to follow
             continue
         if path == "network":
             if container.network_mode != f"container:{target.id}" or container.started_at < target.started_at:
                 return f"it shares the network of an earlier {target_name} container"
+        elif path in NAMESPACE_FIELDS:
+            if container.started_at < target.started_at:
+                what = "process" if path == "pidMode" else "IPC"
+                return f"it shares the {what} namespace of an earlier {target_name} container"
         elif path.startswith("volumes"):
             own = {(m.name or m.source, m.destination) for m in container.mounts}
             if any((m.name or m.source, m.destination) not in own for m in target.mounts):

@@ -771,3 +771,41 @@ def test_docs_say_what_the_code_refuses_and_ignores():
             assert rows[name] == "refused", key
     for key in dockerup.ECS_NO_EFFECT:
         assert rows[key] == "no effect", key
+
+
+def test_a_task_that_loses_a_container_to_another_file_declares_nothing(tmp_path):
+    specs, lines = load(tmp_path, {"t.json": task(), "web.json": {"image": IMAGE, "name": "web"}})
+    assert lines == ["<dir>/web.json: name: 'web' is also declared in <dir>/t.json: containerDefinitions[1]",
+                     "<dir>/t.json: containerDefinitions[1].name: 'web' is also declared in <dir>/web.json",
+                     "<dir>/t.json: task shop declares nothing: web cannot be converged"]
+    assert specs == {}
+
+
+def test_user_data_containers_take_ecs_spellings_too():
+    specs, problems = dockerup.validate_user_data({"containers": [
+        {"name": "web", "image": IMAGE, "environment": [{"name": "A", "value": "1"}], "memory": 64},
+        {"name": "db", "image": IMAGE, "secrets": [{"name": "PW", "valueFrom": "arn"}]}]})
+    assert [str(p) for p in problems] == [f"user-data: containers[1].secrets: refused: {dockerup.ECS_REFUSED['secrets']}"]
+    specs, problems = dockerup.validate_user_data({"containers": [
+        {"name": "web", "image": IMAGE, "environment": [{"name": "A", "value": "1"}], "memory": 64}]})
+    assert problems == [] and specs[0].doc == {"name": "web", "image": IMAGE, "env": {"A": "1"}, "memory": "64m"}
+    assert str(specs[0].problem("env.A", "x")) == "user-data: containers[0].environment[0]: x"
+
+
+def test_depends_on_never_recreates_a_container_namespaces_do(tmp_path):
+    """A container follows the containers it refers to by id (links, volumes, shared
+    namespaces) when they are recreated; a dependsOn target only orders the start."""
+    specs, _ = load(tmp_path, {
+        "db.json": {"image": IMAGE, "name": "db"},
+        "web.json": {"image": IMAGE, "name": "web", "dependsOn": [{"containerName": "db", "condition": "START"}]},
+        "side.json": {"image": IMAGE, "name": "side", "pidMode": "container:db"}})
+    declared = Declared(list(specs.values()), [], set())
+    db, web, side = (specs[name] for name in ("db", "web", "side"))
+    old_db = Container("d" * 64, "db", IMAGE_ID, "running", "", 0, {**dockerup.spec_labels(db), "dockerup.hash": "x"},
+                       created=10, started_at=10)
+    containers = [old_db] + [Container(c * 64, spec.name, IMAGE_ID, "running", "", 0, dockerup.spec_labels(spec),
+                                       created=20, started_at=20) for c, spec in (("e", web), ("f", side))]
+    plan = dockerup.plan_changes(declared, state(*containers), Memory(), dockerup.default_config(probation=0), now=30)
+    assert [(type(a).__name__, a.spec.name, a.reason) for a in plan.actions] == [
+        ("ReplaceContainer", "db", "spec changed: image, name"),
+        ("ReplaceContainer", "side", "db is being recreated, and this container refers to it")]
