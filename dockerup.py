@@ -1673,16 +1673,10 @@ def refusal(kind, error):
     return f"refused: {reason}" if reason else None
 
 
-NOTHING = [[], {}, "", None, False]  # the schema's $defs/nothing: a field ECS's console writes empty
-
-
-def ecs_fields_to_drop(scope):
-    """Dotted paths, relative to `scope` ("" for a container, "task."), of the refused
-    (so, empty) and no-effect fields normalization leaves out."""
-    keys = [key for key in (*ECS_REFUSED, *ECS_NO_EFFECT) if "=" not in key]
-    if scope:
-        return [key[len(scope):] for key in keys if key.startswith(scope)]
-    return [key for key in keys if not key.startswith("task.")]
+def container_fields_to_drop():
+    """Dotted paths of the refused (so, empty) and no-effect fields of a container
+    definition, which normalization leaves out."""
+    return [key for key in (*ECS_REFUSED, *ECS_NO_EFFECT) if "=" not in key and not key.startswith("task.")]
 
 
 def without(value, dotted):
@@ -1697,14 +1691,17 @@ def without(value, dotted):
     return {**value, head: without(value[head], rest)}
 
 
+# A task definition's fields that set a field of every container: dockerup field -> task field.
+TASK_SETTINGS = {"network": "networkMode", "pidMode": "pidMode", "ipcMode": "ipcMode"}
+
+
 @dataclass(frozen=True)
 class TaskContext:
-    """What a task definition gives each of its containers."""
+    """What a task definition gives one of its containers."""
 
     family: str
     volumes: dict  # volume name -> the dockerup volume fields it mounts ({"hostPath": ...} or {"volume": ...})
-    settings: dict  # dockerup field -> value for every container (networkMode, pidMode, ipcMode)
-    origins: dict  # dockerup field of `settings` -> the task's field that set it
+    settings: dict  # dockerup field -> its value, from the task's TASK_SETTINGS
 
 
 def normalize_container(doc, task, bad):
@@ -1715,7 +1712,7 @@ def normalize_container(doc, task, bad):
         if ecs in doc and field_name in doc:
             bad(ecs, f"{field_name!r} says the same in dockerup's spelling; give one of the two")
     spelled = {key: value for key, value in doc.items() if key not in ECS_SPELLINGS}
-    for dotted in ecs_fields_to_drop(""):
+    for dotted in container_fields_to_drop():
         spelled = without(spelled, dotted)
     origins = {}
     for key in ("memory", "memoryReservation"):
@@ -1762,7 +1759,7 @@ def normalize_container(doc, task, bad):
     for key, value in (task.settings if task else {}).items():
         if key in spelled:
             written = origins.get(key, key)
-            bad(written, f"the task's {task.origins[key]} sets this for every container; remove one of the two")
+            bad(written, f"the task's {TASK_SETTINGS[key]} sets this for every container; remove one of the two")
         spelled[key] = value
     return spelled, origins
 
@@ -1822,20 +1819,18 @@ def task_specs(document, where, memo):
             "task needs an essential container without dependsOn, whose namespace the others join")
 
     def settings_for(name):
-        settings = {"network": body["networkMode"]} if "networkMode" in body else {}
-        for key, own in (("pidMode", None), ("ipcMode", "shareable")):
-            if body.get(key) == "task" and name == leader:
-                settings.update({key: own} if own else {})
-            elif body.get(key):
-                settings[key] = f"container:{leader}" if body[key] == "task" else body[key]
-        return settings
+        """The task's TASK_SETTINGS as the fields of one of its containers."""
+        settings = {field_name: body[key] for field_name, key in TASK_SETTINGS.items() if key in body}
+        for key, leaders_own in (("pidMode", None), ("ipcMode", "shareable")):
+            if settings.get(key) == "task":
+                settings[key] = leaders_own if name == leader else f"container:{leader}"
+        return {key: value for key, value in settings.items() if value}
 
     specs = []
     for index, definition in enumerate(definitions):
         path = join_path(prefix, "containerDefinitions", index)
         found = []
-        context = TaskContext(family, volumes, settings_for(definition["name"]),
-                              {"network": "networkMode", "pidMode": "pidMode", "ipcMode": "ipcMode"})
+        context = TaskContext(family, volumes, settings_for(definition["name"]))
         doc, spelling = normalize_container(definition, context,
                                             lambda sub, message: found.append(Problem(where, message,
                                                                                       join_path(path, sub))))

@@ -289,3 +289,53 @@ def test_the_compose_export_runs_the_same_containers_under_compose(host, tmp_pat
         run_compose("down", "--timeout", "1")
         host.remove_containers()
         remove_volumes(f"{host.scope}_db")
+
+
+def test_shared_namespaces_a_device_and_a_job_the_task_waits_for(host):
+    """pidMode and ipcMode task share the first essential container's namespaces; a
+    container that is not essential is a job, which its dependent waits to succeed, and
+    which stays exited."""
+    main, job, app = host.name("main"), host.name("job"), host.name("app")
+    write_task(host, "ns.json", {
+        "family": host.scope, "pidMode": "task", "ipcMode": "task",
+        "containerDefinitions": [
+            {"name": job, "image": IMAGE, "essential": False, "command": ["sh", "-c", "sleep 1; exit 0"]},
+            {"name": app, "image": IMAGE, "command": ["sh", "-c", KEEP_RUNNING], "disableNetworking": True,
+             "dependsOn": [{"containerName": job, "condition": "SUCCESS"}],
+             "linuxParameters": {"devices": [{"hostPath": "/dev/null", "containerPath": "/dev/nothing",
+                                              "permissions": ["read", "write"]}]}},
+            {"name": main, "image": IMAGE, "command": ["sh", "-c", KEEP_RUNNING]}]})
+    first = host.converge()
+    assert f"{app}: waiting for {job} to exit with code 0 (dependsOn SUCCESS)" in first.stderr
+    runs = [command.split(" --name ")[1].split()[0] for command in changing_commands(first.stderr)]
+    assert runs == [main, job, app]
+    inspected = {name: host.inspect(name) for name in (main, job, app)}
+    assert inspected[main]["HostConfig"]["IpcMode"] == "shareable"
+    for name in (job, app):
+        assert inspected[name]["HostConfig"]["PidMode"] in (f"container:{main}", f"container:{inspected[main]['Id']}")
+        assert inspected[name]["HostConfig"]["IpcMode"] in (f"container:{main}", f"container:{inspected[main]['Id']}")
+    assert dockerup.parse_docker_time(inspected[app]["State"]["StartedAt"]) >= dockerup.parse_docker_time(
+        inspected[job]["State"]["FinishedAt"])
+    assert inspected[job]["State"]["Status"] == "exited" and inspected[job]["State"]["ExitCode"] == 0
+    assert inspected[app]["HostConfig"]["NetworkMode"] == "none"
+    assert inspected[app]["HostConfig"]["Devices"] == [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/nothing",
+                                                        "CgroupPermissions": "rw"}]
+    # app's processes are in main's process namespace: main sees app's shell beside its own.
+    assert docker("exec", main, "ps").count("sh -c trap") == 2
+    second = host.converge()
+    assert changing_commands(second.stderr) == []
+    assert host.inspect(job)["State"]["Status"] == "exited"
+
+
+def test_an_essential_container_that_cannot_start_keeps_the_task_s_others_from_starting(host):
+    db, web = host.name("db"), host.name("web")
+    missing = "localhost:1/dockerup-test/missing:1"
+    write_task(host, "shop.json", {"family": host.scope, "containerDefinitions": [
+        {"name": db, "image": missing}, {"name": web, "image": IMAGE, "command": ["sh", "-c", KEEP_RUNNING]}]})
+    result = host.run()
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line.split(" ERROR ", 1)[1] for line in result.stderr.splitlines() if " ERROR " in line]
+    assert errors[1:] == [f"{host.confdir}/shop.json: containerDefinitions[1]: not started: {db}, essential to task "
+                          f"{host.scope}, cannot be started"]
+    assert errors[0].startswith(f"{host.confdir}/shop.json: containerDefinitions[0].image: {missing} is not available")
+    assert host.managed() == {}
