@@ -4859,6 +4859,8 @@ def usage_problem(argv):
             words.append(arg)
     if words[:1] in (["retry"], ["rollback"]):
         return None
+    if words[:1] == ["export"] and not any(arg.split("=", 1)[0] == "--format" for arg in argv):
+        return "export needs --format ecs or --format compose"
     extra = words[1:] if words[:1] in (["validate"], ["schema"], ["export"]) else words
     return f"unexpected argument {extra[0]!r}" if extra else None
 
