@@ -446,7 +446,7 @@ class InspectingDocker:
         self.commands.append(("read", *args))
         return json.dumps(self.states.pop(0) if len(self.states) > 1 else self.states[0])
 
-    def change(self, *args, reason):
+    def change(self, *args, reason, env=None):
         self.commands.append(("change", *args))
         return "f" * 64
 
