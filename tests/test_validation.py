@@ -122,7 +122,8 @@ SPEC_CASES = [
     (web(command=5), "command: expected a string or an array, got a number 5"),
     (web(command=["echo", 1]), "command[1]: expected a string, got a number 1"),
     (web(links="db"), 'links: expected an array or an object, got a string "db"'),
-    (web(memory=512), "memory: expected a string, got a number 512"),
+    # A number is MiB, as ECS writes it; a fraction is neither form.
+    (web(memory=512.5), "memory: expected a string or an integer, got a number 512.5"),
     (web(portMappings=[{"containerPort": 80.5}]),
      "portMappings[0].containerPort: expected an integer or a string, got a number 80.5"),
     # enums
