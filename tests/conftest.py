@@ -322,6 +322,11 @@ class PrivateEngine:
         ip("link", "delete", BRIDGE, check=False)
 
 
+def new_scope():
+    """A dockerup scope no other test, nor any test run beside this one, uses."""
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
 class Host:
     """A confdir, a cache, a configuration file and a dockerup scope of a test's own,
     and ways to run dockerup against the real engine and look at what it did. Give
@@ -331,7 +336,7 @@ class Host:
 
     def __init__(self, root, scope=None, remote=ENGINE):
         self.root = Path(root)
-        self.scope = scope if scope is not None else f"t{uuid.uuid4().hex[:8]}"
+        self.scope = scope if scope is not None else new_scope()
         self.label = f"{TEST_LABEL}={self.scope}"
         self.remote = remote
         self.confdir = self.root / "containers.d"
