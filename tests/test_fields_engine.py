@@ -9,10 +9,18 @@ import socket
 import pytest
 
 import dockerup
-from conftest import IMAGE, Host, docker, free_port, remove_test_containers
+from conftest import IMAGE, TEST_LABEL, Host, docker, free_port, new_scope, remove_test_containers
 
-TARGET = "fe-target"  # what links, volumes[].from and network container: point at
-DATA = "fe-data"
+SCOPE = new_scope()  # the module's: its containers live through it
+
+
+def fe(name):
+    """The name of the module's container `name`."""
+    return f"{SCOPE}-fe-{name}"
+
+
+TARGET = fe("target")  # what links, volumes[].from and network container: point at
+DATA = fe("data")
 SUPPORT = {
     TARGET: {"volumes": [{"containerPath": "/shared"}]},
     DATA: {"volumes": [{"containerPath": "/data2"}]},
@@ -35,14 +43,14 @@ SOME_PORT = SomePort()
 
 
 def case(id, fragment, expected):
-    """A container "fe-<id>" made from `fragment`, and {inspect path: value} it must show.
+    """A container fe(id) made from `fragment`, and {inspect path: value} it must show.
     "{tmp}", "{tcp_port}", "{udp_port}", "{local_port}" and "{target_id}" are filled in
     at run time. An expected set compares with the inspect list in any order."""
-    return pytest.param(f"fe-{id}", fragment, expected, id=id)
+    return pytest.param(fe(id), fragment, expected, id=id)
 
 
 CASES = [
-    case("name", {}, {"Name": "/fe-name"}),
+    case("name", {}, {"Name": f"/{fe('name')}"}),
     case("control-fields", {"type": "docker", "update": {"pull": False, "eager": True},
                             "signal": [{"container": DATA, "signal": "CONT"}]},
          {"Config.Image": IMAGE, "Config.Entrypoint": None, "Config.Cmd": IMAGE_CMD}),
@@ -112,8 +120,8 @@ CASES = [
 
     # A set: links have no order that matters.
     case("links-array", {"links": [TARGET, f"{DATA}:store"]},
-         {"HostConfig.Links": {f"/{TARGET}:/fe-links-array/{TARGET}", f"/{DATA}:/fe-links-array/store"}}),
-    case("links-object", {"links": {TARGET: "db"}}, {"HostConfig.Links": [f"/{TARGET}:/fe-links-object/db"]}),
+         {"HostConfig.Links": {f"/{TARGET}:/{fe('links-array')}/{TARGET}", f"/{DATA}:/{fe('links-array')}/store"}}),
+    case("links-object", {"links": {TARGET: "db"}}, {"HostConfig.Links": [f"/{TARGET}:/{fe('links-object')}/db"]}),
 
     case("labels", {"dockerLabels": {"team": "web", "tier": "front end", "empty": ""}},
          {"Config.Labels.team": "web", "Config.Labels.tier": "front end", "Config.Labels.empty": ""}),
@@ -185,13 +193,12 @@ def dig(container, path):
 @pytest.fixture(scope="module")
 def converged(engine, tmp_path_factory):
     """One dockerup run for every case: (its result, inspect output by name, placeholders)."""
-    remove_test_containers()
     root = tmp_path_factory.mktemp("fields")
     for directory in ("rw", "ro", "host"):
         (root / directory).mkdir()
     places = {"tmp": str(root), "tcp_port": str(free_port()), "udp_port": str(free_udp_port()),
               "local_port": str(free_port())}
-    host = Host(root / "host")
+    host = Host(root / "host", scope=SCOPE)
     for name, fragment in SUPPORT.items():
         # First in the confdir, so they exist before any case signals them.
         host.spec(f"0-{name}.json", name=name, **fragment)
@@ -203,7 +210,7 @@ def converged(engine, tmp_path_factory):
     places["target_id"] = containers[TARGET]["Id"] if TARGET in containers else "(missing)"
     volumes = [m["Name"] for c in containers.values() for m in c["Mounts"] if m["Type"] == "volume"]
     yield result, containers, places
-    remove_test_containers()
+    remove_test_containers(SCOPE)
     if volumes:
         # Anonymous volumes outlive `docker rm`; these are ours alone.
         docker("volume", "rm", "--force", *volumes, check=False)
@@ -230,15 +237,16 @@ def test_privileged(host):
     """Privileged containers cannot start on every machine (a sandboxed engine lacking a
     capability fails with "unable to apply caps"), so this one is only created, from
     the argv dockerup generates: what matters is what the engine recorded."""
-    spec = dockerup.Spec({"image": IMAGE, "name": "fe-privileged", "privileged": True}, "x.json", "confdir")
-    argv = dockerup.run_argv(spec, labels={"dockerup-test": "1"})
+    name = host.name("privileged")
+    spec = dockerup.Spec({"image": IMAGE, "name": name, "privileged": True}, "x.json", "confdir")
+    argv = dockerup.run_argv(spec, labels={TEST_LABEL: host.scope})
     assert argv[:2] == ["run", "--detach"]
     docker("create", *argv[2:])
-    assert host.inspect("fe-privileged")["HostConfig"]["Privileged"] is True
+    assert host.inspect(name)["HostConfig"]["Privileged"] is True
 
 
 def test_health_duration_docker_can_parse(host):
     """The schema allows any positive number of seconds; docker must accept what it is given."""
-    host.spec("slow.json", name="fe-slow-health", healthCheck={"command": "true", "interval": 1000000})
+    host.spec("slow.json", name=host.name("slow-health"), healthCheck={"command": "true", "interval": 1000000})
     host.converge()
-    assert host.inspect("fe-slow-health")["Config"]["Healthcheck"]["Interval"] == 1000000 * NANOSECONDS
+    assert host.inspect(host.name("slow-health"))["Config"]["Healthcheck"]["Interval"] == 1000000 * NANOSECONDS
