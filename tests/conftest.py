@@ -419,6 +419,15 @@ def host(engine, tmp_path):
     host.remove_containers()
 
 
+@pytest.fixture
+def neighbour(host, tmp_path):
+    """A second dockerup instance beside `host`: its engine, a scope of its own."""
+    (tmp_path / "neighbour").mkdir()
+    other = Host(tmp_path / "neighbour", scope=f"{host.scope}-b", remote=host.remote)
+    yield other
+    other.remove_containers()
+
+
 @pytest.fixture(scope="session")
 def private_engine(engine, tmp_path_factory):
     """This test run's private dockerd, started once, with the test images."""
