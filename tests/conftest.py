@@ -1,6 +1,7 @@
 """Shared fixtures. Engine tests use the real Docker engine on this machine; they
 must never be skipped: without an engine they fail, loudly."""
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -113,12 +114,20 @@ KEEPER_SCOPE = "dockerup-test-keepers"
 TEST_IMAGES = ((IMAGE, "1"), (IMAGE_2, "2"))
 
 
+@contextlib.contextmanager
+def engine_lock(name):
+    """Held by one test run at a time on this engine: for what test runs side by
+    side must not do at once, such as building (and tagging) a shared image."""
+    key = hashlib.sha256(ENGINE.encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"dockerup-test-{name}-{key}.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_test_images():
     """The shared test images, built once for every test run on this engine: runs
     side by side must not each build (and re-tag) their own."""
-    lock = Path(tempfile.gettempdir()) / f"dockerup-test-images-{hashlib.sha256(ENGINE.encode()).hexdigest()[:12]}.lock"
-    with open(lock, "a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
+    with engine_lock("images"):
         for tag, marker in TEST_IMAGES:
             if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
                 build_image(tag, marker)
