@@ -399,7 +399,8 @@ class Host:
         ids = self.docker("ps", "-aq", "--filter", self.scope_filter()).split()
         # A container removed between the two calls (a server at work) is simply not listed.
         found = json.loads(self.docker("inspect", *ids, check=False) or "[]") if ids else []
-        return {c["Name"].lstrip("/"): c for c in found if c["Config"]["Labels"].get("dockerup.scope", "") == self.scope}
+        return {c["Name"].lstrip("/"): c for c in found
+                if c["Config"]["Labels"].get("dockerup.scope", "") == self.scope}
 
     def inspect(self, name):
         return json.loads(self.docker("inspect", "--type", "container", name))[0]

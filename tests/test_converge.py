@@ -348,7 +348,8 @@ def test_failed_replacement_puts_the_old_container_back(host):
     host.converge()
     old = host.inspect(web)["Id"]
     docker("run", "-d", "--name", host.name("squatter"), "--label", host.label, "-p", f"{port}:80", IMAGE)
-    path.write_text(json.dumps({"name": web, "image": IMAGE, "portMappings": [{"containerPort": 80, "hostPort": port}]}))
+    path.write_text(json.dumps({"name": web, "image": IMAGE,
+                                "portMappings": [{"containerPort": 80, "hostPort": port}]}))
     result = host.run()
     assert result.returncode == 1
     assert f"replacement of {web} failed:" in result.stderr and f"put back {web} (" in result.stderr

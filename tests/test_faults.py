@@ -467,7 +467,8 @@ def run_without_file_access(host):
 
 # (how the spec file at p, declaring the container `web`, is spoiled; the message)
 TURNS_INVALID = [
-    pytest.param(lambda p, web: p.write_text(f'{{"name": "{web}", "image": '), "invalid JSON", id="truncated mid-write"),
+    pytest.param(lambda p, web: p.write_text(f'{{"name": "{web}", "image": '), "invalid JSON",
+                 id="truncated mid-write"),
     pytest.param(lambda p, web: p.write_text(""), "empty file", id="emptied"),
     pytest.param(lambda p, web: p.write_text(f'{{"name": "{web}", "image": "{IMAGE}",}}'), "invalid JSON",
                  id="trailing comma"),

@@ -114,13 +114,13 @@ def volumes_mounted(scope, since):
     label of their own, and other tests make and remove theirs meanwhile."""
     until = f"{time.time() + 0.001:.3f}"
 
-    def events(*filters, format):
-        return docker("events", "--since", f"{since:.3f}", "--until", until, *[w for f in filters for w in ("--filter", f)],
-                      "--format", format).splitlines()
+    def events(*filters, template):
+        return docker("events", "--since", f"{since:.3f}", "--until", until,
+                      *[word for f in filters for word in ("--filter", f)], "--format", template).splitlines()
 
-    created = set(events("type=container", "event=create", f"label=dockerup.scope={scope}", format="{{.ID}}"))
+    created = set(events("type=container", "event=create", f"label=dockerup.scope={scope}", template="{{.ID}}"))
     mounts = [line.split() for line in events("type=volume", "event=mount",
-                                              format='{{.Actor.ID}} {{index .Actor.Attributes "container"}}')]
+                                              template='{{.Actor.ID}} {{index .Actor.Attributes "container"}}')]
     return {volume for volume, container in mounts if container in created}
 
 
@@ -234,7 +234,8 @@ def test_a_late_crash_is_rolled_back_to_the_very_container_that_was_kept(host):
 
     rolled = host.run()
     assert rolled.returncode == 1
-    assert f"rolled back to {web}.dockerup-old-" in rolled.stderr and "it exited with code 2 after the update" in rolled.stderr
+    assert f"rolled back to {web}.dockerup-old-" in rolled.stderr
+    assert "it exited with code 2 after the update" in rolled.stderr
     now = host.inspect(web)
     assert now["Id"] == original and now["State"]["Running"]
     assert docker("ps", "-aq", "--no-trunc", "--filter", f"id={replacement}").strip() == ""
