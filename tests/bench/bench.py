@@ -92,11 +92,10 @@ class Bench:
         self.confdir = workdir / "containers.d"
         self.confdir.mkdir()
         self.config = workdir / "dockerup.conf"
-        # settle=0: compose does not wait for a replacement either; the default 2 s
-        # is a deliberate pause, not a cost. probation=0: compose keeps no replaced
-        # container either (and a kept one is one more action in the next change).
-        # A scope of its own: the engine may be shared (by tests, another benchmark),
-        # and an instance removes every container of its scope it does not declare.
+        # settle=0 and probation=0: compose neither waits for a replacement nor keeps
+        # the container it replaced; dockerup's defaults are deliberate pauses, not costs.
+        # A scope of its own: the engine may be shared (by tests, another benchmark), and
+        # an instance removes every container of its scope that it does not declare.
         self.config.write_text(f"confdir={self.confdir}\ncache={workdir / 'cache'}\npull=false\nsettle=0\n"
                                f"probation=0\nscope={self.run_id}\n")
         self.compose_file = workdir / "docker-compose.json"  # YAML reads JSON
