@@ -1,6 +1,9 @@
 """Shared fixtures. Engine tests use the real Docker engine on this machine; they
 must never be skipped: without an engine they fail, loudly."""
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import re
@@ -18,6 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERUP = ROOT / "dockerup.py"
 sys.path.insert(0, str(ROOT))
+
+import dockerup  # noqa: E402  (from the checkout)
 
 # Test images: busybox in an otherwise empty root filesystem. Their shell traps
 # TERM, so stopping one takes milliseconds, not docker's 10 second grace.
@@ -48,8 +53,10 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.engine)
 
 
-def docker(*args, check=True, timeout=120):
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+def docker(*args, check=True, timeout=120, remote=None):
+    """Run the docker CLI against DOCKER_HOST's engine, or `remote`'s."""
+    result = subprocess.run(["docker", *(["-H", remote] if remote else []), *args], capture_output=True, text=True,
+                            timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
@@ -88,10 +95,8 @@ def wait_until(predicate, timeout=20, interval=0.1, what=None):
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate.__doc__ or predicate}")
 
 
-def leftovers(names=None):
-    """Names of containers an update left behind under a temporary name."""
-    if names is None:
-        names = docker("ps", "-a", "--format", "{{.Names}}").split()
+def leftovers(names):
+    """Those of `names` an update left behind under a temporary name."""
     return [n for n in names if ".dockerup-new-" in n or ".dockerup-old-" in n]
 
 
@@ -108,31 +113,50 @@ def write_files(directory, files):
             path.write_text(json.dumps(content))
 
 
-def remove_test_containers(scope):
+def remove_test_containers(scope, remote=None):
     """Every container of one test: those dockerup made in its scope, and those the
     test made by hand (labelled TEST_LABEL=scope). Never anyone else's: tests, and
     test runs side by side, share one engine."""
-    ids = docker("ps", "-aq", "--filter", f"label=dockerup.scope={scope}").split()
-    ids += docker("ps", "-aq", "--filter", f"label={TEST_LABEL}={scope}").split()
+    ids = docker("ps", "-aq", "--filter", f"label=dockerup.scope={scope}", remote=remote).split()
+    ids += docker("ps", "-aq", "--filter", f"label={TEST_LABEL}={scope}", remote=remote).split()
     if ids:
-        docker("rm", "--force", "--volumes", *sorted(set(ids)), check=False)
+        docker("rm", "--force", "--volumes", *sorted(set(ids)), check=False, remote=remote)
 
 
 KEEPER_SCOPE = "dockerup-test-keepers"
+TEST_IMAGES = ((IMAGE, "1"), (IMAGE_2, "2"))
+
+
+@contextlib.contextmanager
+def engine_lock(name):
+    """Held by one test run at a time on this engine: for what test runs side by
+    side must not do at once, such as building (and tagging) a shared image."""
+    key = hashlib.sha256(ENGINE.encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"dockerup-test-{name}-{key}.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
 
 
 def ensure_test_images():
-    """The shared test images, each held by a created (never started) container of a
-    scope of its own: dockerup's cleanup never removes an image a container uses, so
-    no test's cleanup can take the images from a test running beside it."""
-    for tag, marker in ((IMAGE, "1"), (IMAGE_2, "2")):
-        if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
-            build_image(tag, marker)
-        image_id = docker("image", "inspect", "--format", "{{.Id}}", tag).strip()
+    """The shared test images, built once for every test run on this engine: runs
+    side by side must not each build (and re-tag) their own."""
+    with engine_lock("images"):
+        for tag, marker in TEST_IMAGES:
+            if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
+                build_image(tag, marker)
+        hold_test_images()
+
+
+def hold_test_images(remote=None):
+    """Each shared test image held by a created (never started) container of a scope
+    of its own: dockerup's cleanup never removes an image a container uses, so no
+    test's cleanup can take the images from a test running beside it."""
+    for tag, marker in TEST_IMAGES:
+        image_id = docker("image", "inspect", "--format", "{{.Id}}", tag, remote=remote).strip()
         if not docker("ps", "-aq", "--filter", f"label=dockerup.scope={KEEPER_SCOPE}", "--filter",
-                      f"ancestor={image_id}").split():
+                      f"ancestor={image_id}", remote=remote).split():
             docker("create", "--label", f"dockerup.id=keeper-{marker}", "--label", f"dockerup.scope={KEEPER_SCOPE}",
-                   image_id, "true")
+                   image_id, "true", remote=remote)
 
 
 @pytest.fixture(scope="session")
@@ -220,17 +244,126 @@ def registry(engine, tmp_path_factory):
     registry.stop()
 
 
+def stop_process_command(pid):
+    """Shell words that SIGTERM `pid` and wait until it has exited. The test
+    process is its parent and reaps it later: a zombie counts as gone."""
+    return (f"kill -TERM {pid}; while [ -e /proc/{pid} ] && ! grep -q '^State:.*Z' /proc/{pid}/status; "
+            "do sleep 0.1; done")
+
+
+# ---- A private Docker engine ----------------------------------------------------------
+
+# Another name and subnet where two test runs side by side each start private engines.
+BRIDGE = os.environ.get("DOCKERUP_TEST_BRIDGE", "dockerupf0")
+BRIDGE_ADDRESS = os.environ.get("DOCKERUP_TEST_BRIDGE_ADDRESS", "172.31.0.1/16")
+
+
+def ip(*args, check=True):
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+class PrivateEngine:
+    """A dockerd of this test run's own (data, exec root, socket, bridge), for tests
+    that would disturb others on the shared engine: those that stop the daemon, and
+    those that run dockerup with exclusive=true (it removes every container it did
+    not make). Its containers are all this run's; the keepers of its test images stay."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.socket = self.root / "d.sock"
+        self.remote = f"unix://{self.socket}"
+        self.process = None
+        self.log = open(self.root / "dockerd.log", "a")
+        if ip("link", "show", BRIDGE, check=False).returncode != 0:
+            ip("link", "add", "name", BRIDGE, "type", "bridge")
+            ip("addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE)
+        ip("link", "set", BRIDGE, "up")
+
+    def start(self):
+        # The exec root holds unix sockets: its path must stay short.
+        self.process = subprocess.Popen(
+            ["dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "x"),
+             "-H", self.remote, "--pidfile", str(self.root / "d.pid"), "--bridge", BRIDGE,
+             "--iptables=false", "--ip-masq=false"], stdout=self.log, stderr=self.log)
+        wait_until(lambda: self.run("version", check=False).returncode == 0, timeout=60, what="the private dockerd")
+
+    def stop(self):
+        """A clean shutdown (SIGTERM), as `systemctl stop docker` does."""
+        if self.process:
+            self.process.terminate()
+            self.process.wait(60)
+            self.process = None
+
+    @property
+    def stop_command(self):
+        """Shell words that stop this engine and wait for it, for a Wrapper."""
+        return stop_process_command(self.process.pid)
+
+    def ensure_running(self):
+        """Start it again if it was stopped, by a test or by a Wrapper."""
+        if self.process is not None and self.process.poll() is not None:
+            self.process = None
+        if self.process is None:
+            self.start()
+
+    def run(self, *args, check=True, timeout=120, stdin=None):
+        result = subprocess.run(["docker", "-H", self.remote, *args], capture_output=True, text=True,
+                                timeout=timeout, stdin=stdin)
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    def load_test_images(self):
+        """The shared engine's test images, held by keepers here too."""
+        for tag, _ in TEST_IMAGES:
+            saved = subprocess.Popen(["docker", "save", tag], stdout=subprocess.PIPE)
+            self.run("load", stdin=saved.stdout)
+            saved.wait()
+        hold_test_images(remote=self.remote)
+
+    def ids(self):
+        """Ids of every container but the keepers."""
+        keepers = set(self.run("ps", "-aq", "--filter", f"label=dockerup.scope={KEEPER_SCOPE}").stdout.split())
+        return [i for i in self.run("ps", "-aq").stdout.split() if i not in keepers]
+
+    def containers(self):
+        """name -> inspect dict, for every container but the keepers."""
+        ids = self.ids()
+        return {c["Name"].lstrip("/"): c for c in json.loads(self.run("inspect", *ids).stdout)} if ids else {}
+
+    def running(self):
+        return {name: c["Id"] for name, c in self.containers().items() if c["State"]["Running"]}
+
+    def clean(self):
+        ids = self.ids()
+        if ids:
+            self.run("rm", "--force", "--volumes", *ids)
+
+    def close(self):
+        if self.process and self.process.poll() is None:
+            self.clean()
+        self.stop()
+        self.log.close()
+        ip("link", "delete", BRIDGE, check=False)
+
+
+def new_scope():
+    """A dockerup scope no other test, nor any test run beside this one, uses."""
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
 class Host:
     """A confdir, a cache, a configuration file and a dockerup scope of a test's own,
     and ways to run dockerup against the real engine and look at what it did. Give
     every container a name of the test's own (`host.name("web")`) and label those made
     by hand with `host.label` (TEST_LABEL=scope), so that tests side by side on one
-    engine never meet."""
+    engine never meet. `remote` is the engine it points dockerup and `host.docker` at."""
 
-    def __init__(self, root, scope=None):
+    def __init__(self, root, scope=None, remote=ENGINE):
         self.root = Path(root)
-        self.scope = scope if scope is not None else f"t{uuid.uuid4().hex[:8]}"
+        self.scope = scope if scope is not None else new_scope()
         self.label = f"{TEST_LABEL}={self.scope}"
+        self.remote = remote
         self.confdir = self.root / "containers.d"
         self.cache = self.root / "cache"
         self.config = self.root / "dockerup.conf"
@@ -239,13 +372,13 @@ class Host:
 
     def configure(self, **settings):
         values = {"confdir": self.confdir, "cache": self.cache, "pull": "false", "settle": "0.3", "interval": "1",
-                  "probation": "0", "remote": ENGINE, "scope": self.scope}
+                  "probation": "0", "remote": self.remote, "scope": self.scope}
         values.update(settings)
         self.config.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
 
     def name(self, base):
         """A container name of this test's own."""
-        return f"{self.scope}-{base}"
+        return f"{self.scope}-{base}" if self.scope else base
 
     def spec(self, filename, **document):
         """Write a spec file; `image` defaults to the first test image."""
@@ -269,25 +402,39 @@ class Host:
         assert "Traceback" not in result.stderr
         return result
 
+    def docker(self, *args, **kwargs):
+        """The docker CLI against this host's engine."""
+        return docker(*args, remote=self.remote, **kwargs)
+
+    def scope_filter(self):
+        """The docker ps filter for the containers dockerup made in this scope."""
+        return f"label=dockerup.scope={self.scope}" if self.scope else "label=dockerup.id"
+
     def managed(self):
         """Inspect output of every container dockerup made in this test's scope, by name."""
-        ids = docker("ps", "-aq", "--filter", f"label=dockerup.scope={self.scope}").split()
-        return {c["Name"].lstrip("/"): c for c in json.loads(docker("inspect", *ids))} if ids else {}
+        ids = self.docker("ps", "-aq", "--filter", self.scope_filter()).split()
+        # A container removed between the two calls (a server at work) is simply not listed.
+        found = json.loads(self.docker("inspect", *ids, check=False) or "[]") if ids else []
+        return {c["Name"].lstrip("/"): c for c in found
+                if c["Config"]["Labels"].get("dockerup.scope", "") == self.scope}
 
     def inspect(self, name):
-        return json.loads(docker("inspect", "--type", "container", name))[0]
+        return json.loads(self.docker("inspect", "--type", "container", name))[0]
 
     def running_ids(self):
         return {name: c["Id"] for name, c in self.managed().items() if c["State"]["Running"]}
 
-
     def leftovers(self):
         """Names of this test's containers an update left under a temporary name."""
-        return leftovers(docker("ps", "-a", "--filter", f"label=dockerup.scope={self.scope}",
-                                "--format", "{{.Names}}").split())
+        return leftovers(list(self.managed()))
+
+    @property
+    def memory(self):
+        """The cache file that holds this scope's memory (failures, pins, images)."""
+        return self.cache / dockerup.memory_file(self.scope)
 
     def remove_containers(self):
-        remove_test_containers(self.scope)
+        remove_test_containers(self.scope, remote=self.remote)
 
 
 @pytest.fixture
@@ -296,3 +443,36 @@ def host(engine, tmp_path):
     host = Host(tmp_path)
     yield host
     host.remove_containers()
+
+
+@pytest.fixture
+def neighbour(host, tmp_path):
+    """A second dockerup instance beside `host`: its engine, a scope of its own."""
+    (tmp_path / "neighbour").mkdir()
+    other = Host(tmp_path / "neighbour", scope=f"{host.scope}-b", remote=host.remote)
+    yield other
+    other.remove_containers()
+
+
+@pytest.fixture(scope="session")
+def private_engine(engine, tmp_path_factory):
+    """This test run's private dockerd, started once, with the test images."""
+    private = PrivateEngine(tmp_path_factory.mktemp("dkf", numbered=True))
+    try:
+        private.start()
+        private.load_test_images()
+        yield private
+    finally:
+        private.close()
+
+
+@pytest.fixture
+def private_host(private_engine, tmp_path):
+    """A host pointed at the private engine, which is running and holds nothing but
+    the keepers of the test images. `host.engine` is the engine."""
+    private_engine.ensure_running()
+    private_engine.clean()
+    host = Host(tmp_path, remote=private_engine.remote)
+    host.engine = private_engine
+    yield host
+    private_engine.ensure_running()

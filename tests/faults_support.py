@@ -1,8 +1,7 @@
 """Helpers for the attack suites (test_bad_input, test_faults, test_properties):
-what a run must look like from outside, a docker stand-in that injects faults,
-and a private Docker engine that tests may stop without disturbing anyone."""
+what a run must look like from outside, and a docker stand-in that injects faults.
+(The private Docker engine that tests may stop is conftest's.)"""
 
-import json
 import os
 import re
 import shlex
@@ -78,13 +77,6 @@ KILL_DOCKERUP = "kill -KILL $PPID; exit 137"  # dockerup dies before (or after) 
 HANG = "exec sleep 3600"  # what dockerup sees of a docker that never answers
 
 
-def stop_process_command(pid):
-    """Shell words that SIGTERM `pid` and wait until it has exited. The test
-    process is its parent and reaps it later: a zombie counts as gone."""
-    return (f"kill -TERM {pid}; while [ -e /proc/{pid} ] && ! grep -q '^State:.*Z' /proc/{pid}/status; "
-            "do sleep 0.1; done")
-
-
 class Wrapper:
     """A directory holding a `docker` that injects one fault; `env` puts it
     first on PATH for one dockerup run."""
@@ -112,94 +104,3 @@ class Wrapper:
     def calls(self):
         return self.log.read_text().splitlines() if self.log.exists() else []
 
-
-# ---- A private Docker engine ----------------------------------------------------------
-
-# Another name and subnet where two test runs side by side each start private engines.
-BRIDGE = os.environ.get("DOCKERUP_TEST_BRIDGE", "dockerupf0")
-BRIDGE_ADDRESS = os.environ.get("DOCKERUP_TEST_BRIDGE_ADDRESS", "172.31.0.1/16")
-
-
-def ip(*args, check=True):
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
-
-
-class PrivateEngine:
-    """A dockerd of its own (data, exec root, socket, bridge), for the faults that
-    stop or kill the daemon: the shared engine must never be stopped."""
-
-    def __init__(self, root):
-        self.root = Path(root)
-        self.socket = self.root / "d.sock"
-        self.remote = f"unix://{self.socket}"
-        self.process = None
-        self.log = open(self.root / "dockerd.log", "a")
-        if ip("link", "show", BRIDGE, check=False).returncode != 0:
-            ip("link", "add", "name", BRIDGE, "type", "bridge")
-            ip("addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE)
-        ip("link", "set", BRIDGE, "up")
-
-    def start(self):
-        # The exec root holds unix sockets: its path must stay short.
-        self.process = subprocess.Popen(
-            ["dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "x"),
-             "-H", self.remote, "--pidfile", str(self.root / "d.pid"), "--bridge", BRIDGE,
-             "--iptables=false", "--ip-masq=false"], stdout=self.log, stderr=self.log)
-        wait_until(lambda: self.run("version", check=False).returncode == 0, timeout=60, what="the private dockerd")
-
-    def stop(self):
-        """A clean shutdown (SIGTERM), as `systemctl stop docker` does."""
-        if self.process:
-            self.process.terminate()
-            self.process.wait(60)
-            self.process = None
-
-    @property
-    def stop_command(self):
-        """Shell words that stop this engine and wait for it, for a Wrapper."""
-        return stop_process_command(self.process.pid)
-
-    def ensure_running(self):
-        """Start it again if it was stopped, by a test or by a Wrapper."""
-        if self.process is not None and self.process.poll() is not None:
-            self.process = None
-        if self.process is None:
-            self.start()
-
-    def run(self, *args, check=True, timeout=120, stdin=None):
-        result = subprocess.run([REAL_DOCKER, "-H", self.remote, *args], capture_output=True, text=True,
-                                timeout=timeout, stdin=stdin)
-        if check and result.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
-        return result
-
-    def load_test_images(self):
-        for tag in (IMAGE, IMAGE_2):
-            saved = subprocess.Popen([REAL_DOCKER, "save", tag], stdout=subprocess.PIPE)
-            self.run("load", stdin=saved.stdout)
-            saved.wait()
-
-    def containers(self):
-        """name -> inspect dict, for every container."""
-        ids = self.run("ps", "-aq").stdout.split()
-        return {c["Name"].lstrip("/"): c for c in json.loads(self.run("inspect", *ids).stdout)} if ids else {}
-
-    def running(self):
-        return {name: c["Id"] for name, c in self.containers().items() if c["State"]["Running"]}
-
-    def clean(self):
-        ids = self.run("ps", "-aq").stdout.split()
-        if ids:
-            self.run("rm", "--force", *ids)
-
-    def close(self):
-        if self.process and self.process.poll() is None:
-            self.clean()
-        self.stop()
-        self.log.close()
-        ip("link", "delete", BRIDGE, check=False)
-
-
-def all_names():
-    """Names of every container on the shared engine."""
-    return docker("ps", "-a", "--format", "{{.Names}}").split()

@@ -10,13 +10,16 @@ import subprocess
 
 import pytest
 
-from conftest import IMAGE, Host, docker, remove_test_containers, write_files
+from conftest import IMAGE, Host, docker, new_scope, remove_test_containers, write_files
 from faults_support import (WITHOUT_FILE_ACCESS, assert_clean_output, assert_one_problem, changing_commands,
                             error_lines)
 
 import dockerup
 
-GOOD = "badinput-ok"  # the valid spec every case runs beside the bad one
+# One scope for the module: the good spec's container lives through it.
+SCOPE = new_scope()
+GOOD = f"{SCOPE}-badinput-ok"  # the valid spec every case runs beside the bad one
+WEB = f"{SCOPE}-web"  # the name of the bad spec, where it has one
 BAD = "web.json"
 SCHEMA = json.loads(dockerup.SCHEMA_TEXTS["container"])
 
@@ -25,15 +28,14 @@ SCHEMA = json.loads(dockerup.SCHEMA_TEXTS["container"])
 def good_container(engine):
     """The good spec's container lives through the module; each case stops it
     first, so only the run under test can have started it again."""
-    remove_test_containers()
     yield GOOD
-    remove_test_containers()
+    remove_test_containers(SCOPE)
 
 
 @pytest.fixture
 def site(good_container, tmp_path):
     docker("stop", GOOD, check=False)
-    host = Host(tmp_path)
+    host = Host(tmp_path, scope=SCOPE)
     host.spec("good.json", name=GOOD)
     return host
 
@@ -46,8 +48,8 @@ def assert_good_converged(result):
 
 
 def assert_not_created(*names):
-    existing = docker("ps", "-a", "--format", "{{.Names}}").split()
-    assert not set(names) & set(existing)
+    existing = [name for name in names if docker("ps", "-aq", "--filter", f"name=^{name}$").split()]
+    assert existing == []
 
 
 def run_case(host, files, *parts):
@@ -59,7 +61,7 @@ def run_case(host, files, *parts):
 
 
 def spec(**fields):
-    return {"image": IMAGE, "name": "web", **fields}
+    return {"image": IMAGE, "name": WEB, **fields}
 
 
 # ---- Documents that are not one JSON object ----------------------------------------
@@ -232,8 +234,8 @@ NAMES_AND_REFERENCES = [
     ({"workingDirectory": "srv"}, "workingDirectory"),
     ({"network": "overlay"}, "network"), ({"network": "Bridge"}, "network"), ({"network": "host "}, "network"),
     ({"network": "container:"}, "network"), ({"network": "container:my web"}, "network"),
-    ({"network": "container:web"}, "network"),  # itself
-    ({"links": ["web"]}, "links[0]"), ({"volumes": [{"from": "web"}]}, "volumes[0].from"),
+    ({"network": f"container:{WEB}"}, "network"),  # itself
+    ({"links": [WEB]}, "links[0]"), ({"volumes": [{"from": WEB}]}, "volumes[0].from"),
     ({"links": ["nowhere"]}, "links[0]"), ({"volumes": [{"from": "nowhere"}]}, "volumes[0].from"),
     ({"network": "container:nowhere"}, "network"),
     ({"network": "host", "portMappings": [{"containerPort": 80}]}, "portMappings"),
@@ -246,7 +248,8 @@ NAMES_AND_REFERENCES = [
 
 
 @pytest.mark.parametrize("fields, path", NAMES_AND_REFERENCES,
-                         ids=[f"{p}={json.dumps(f)[:60]}" for f, p in NAMES_AND_REFERENCES])
+                         # The same ids in every run: without the module's scope.
+                         ids=[f"{p}={json.dumps(f).replace(SCOPE + '-', '')[:60]}" for f, p in NAMES_AND_REFERENCES])
 def test_a_bad_name_path_network_or_reference(site, fields, path):
     write_files(site.confdir, {BAD: spec(**fields)})
     result = site.run()
@@ -263,16 +266,17 @@ def test_a_bad_name_path_network_or_reference(site, fields, path):
         return
     assert_one_problem(result, f"{site.confdir}/{BAD}: {path}: ")
     assert_good_converged(result)
-    assert_not_created("web")
+    assert_not_created(WEB)
 
 
+CYC_A, CYC_B, CYC_C = (f"{SCOPE}-cyc-{x}" for x in "abc")
 CYCLES = [
-    pytest.param({"a.json": {"image": IMAGE, "name": "cyc-a", "links": ["cyc-b"]},
-                  "b.json": {"image": IMAGE, "name": "cyc-b", "volumes": [{"from": "cyc-a"}]}},
+    pytest.param({"a.json": {"image": IMAGE, "name": CYC_A, "links": [CYC_B]},
+                  "b.json": {"image": IMAGE, "name": CYC_B, "volumes": [{"from": CYC_A}]}},
                  ["a.json", "b.json"], id="two specs"),
-    pytest.param({"a.json": {"image": IMAGE, "name": "cyc-a", "links": ["cyc-b"]},
-                  "b.json": {"image": IMAGE, "name": "cyc-b", "links": ["cyc-c"]},
-                  "c.json": {"image": IMAGE, "name": "cyc-c", "network": "container:cyc-a"}},
+    pytest.param({"a.json": {"image": IMAGE, "name": CYC_A, "links": [CYC_B]},
+                  "b.json": {"image": IMAGE, "name": CYC_B, "links": [CYC_C]},
+                  "c.json": {"image": IMAGE, "name": CYC_C, "network": f"container:{CYC_A}"}},
                  ["a.json", "b.json", "c.json"], id="three specs"),
 ]
 
@@ -288,7 +292,7 @@ def test_a_dependency_cycle_names_every_file_once(site, files, involved):
     for name in involved:
         assert sum(f"{site.confdir}/{name}: dependency cycle: " in line for line in errors) == 1, errors
     assert_good_converged(result)
-    assert_not_created("cyc-a", "cyc-b", "cyc-c")
+    assert_not_created(CYC_A, CYC_B, CYC_C)
 
 
 # ---- Specs the schema accepts and the engine refuses -------------------------------------
@@ -318,7 +322,7 @@ ENGINE_REFUSES = [
 @pytest.mark.parametrize("fields, path", ENGINE_REFUSES)
 def test_a_spec_the_engine_would_refuse_is_a_validation_error(site, fields, path):
     run_case(site, {BAD: spec(**fields)}, f"{site.confdir}/{BAD}: {path}: ")
-    assert_not_created("web")
+    assert_not_created(WEB)
 
 
 # ---- Files that cannot be read, and what is not a spec -------------------------------------
@@ -329,7 +333,7 @@ def without_file_access(host):
 
 
 def test_an_unreadable_file(site):
-    path = site.spec(BAD, name="web")
+    path = site.spec(BAD, name=WEB)
     path.chmod(0)
     result = without_file_access(site)
     assert_one_problem(result, f"{path}: cannot read: Permission denied")
@@ -396,10 +400,10 @@ def test_other_files_and_subdirectories_are_ignored(site):
 
 def test_every_bad_file_at_once_is_one_line_each(site):
     """The whole corpus in one directory: one line per file, good spec converged."""
-    files = {f"type-{field}.json": spec(name=f"t-{field[:20]}", **{field: value})
+    files = {f"type-{field}.json": spec(name=f"{SCOPE}-t-{field[:20]}", **{field: value})
              for field, value in WRONG_TYPE.items() if field != "name"}
     files.update({f"doc-{index}.json": param.values[0] for index, param in enumerate(DOCUMENTS)})
-    files.update({f"range-{index}.json": spec(name=f"r{index}x", **fields)
+    files.update({f"range-{index}.json": spec(name=f"{SCOPE}-r{index}x", **fields)
                   for index, (fields, _) in enumerate(OUT_OF_RANGE)})
     errors = run_with_one_line_per_file(site, files)
     assert len(errors) == len(files)

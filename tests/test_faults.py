@@ -2,8 +2,8 @@
 fault says so in lines of its own (no traceback) and harms nothing that was
 fine, and the next run converges the host with nothing declared lost.
 
-Faults that stop the daemon use a private dockerd (the shared engine must never
-stop); mid-run faults come from a `docker` stand-in on PATH (faults_support.Wrapper)
+Faults that stop the daemon use the private dockerd (conftest's private_engine: the
+shared engine must never stop); mid-run faults come from a `docker` stand-in on PATH (faults_support.Wrapper)
 that kills dockerup, hangs, or breaks something at its Nth call of a subcommand."""
 
 import json
@@ -16,10 +16,9 @@ import uuid
 
 import pytest
 
-from conftest import IMAGE, IMAGE_2, Host, Registry, docker
-from faults_support import (HANG, KILL_DOCKERUP, WITHOUT_FILE_ACCESS, PrivateEngine, Wrapper, all_names,
-                            assert_clean_output, assert_one_problem, changing_commands, error_lines, leftovers,
-                            stop_process_command)
+from conftest import IMAGE, IMAGE_2, Registry, docker, stop_process_command
+from faults_support import (HANG, KILL_DOCKERUP, WITHOUT_FILE_ACCESS, Wrapper, assert_clean_output,
+                            assert_one_problem, changing_commands, error_lines)
 
 TIMEOUT = 3  # the `timeout` setting for the hang faults
 
@@ -29,24 +28,29 @@ def spec_doc(name, **fields):
 
 
 def write_spec(host, name, **fields):
+    """NAME.json, declaring the container host.name(NAME)."""
     path = host.confdir / f"{name}.json"
-    path.write_text(json.dumps(spec_doc(name, **fields)))
+    path.write_text(json.dumps(spec_doc(host.name(name), **fields)))
     return path
 
 
-def running(names=None):
-    """name -> id of the running containers on the shared engine."""
-    found = docker("ps", "--format", "{{.Names}} {{.ID}}").splitlines()
-    ids = dict(line.split() for line in found)
-    return {n: i for n, i in ids.items() if names is None or n in names}
+def running(host, names):
+    """NAME -> id of those of the test's containers host.name(NAME) that run."""
+    ids = host.running_ids()
+    return {name: ids[host.name(name)] for name in names if host.name(name) in ids}
 
 
-def full_id(name):
-    return docker("inspect", "--format", "{{.Id}}", name).strip()
+def exists(host, name):
+    """Whether any container, made by dockerup or not, is called host.name(NAME)."""
+    return json.loads(host.docker("container", "inspect", host.name(name), check=False) or "[]") != []
 
 
-def env_of(name):
-    return json.loads(docker("inspect", "--format", "{{json .Config.Env}}", name))
+def full_id(host, name):
+    return host.inspect(host.name(name))["Id"]
+
+
+def env_of(host, name):
+    return host.inspect(host.name(name))["Config"]["Env"]
 
 
 def assert_converged_quietly(host, **kwargs):
@@ -56,34 +60,10 @@ def assert_converged_quietly(host, **kwargs):
     assert_clean_output(result)
 
 
-# ---- The daemon stops (a private engine) -------------------------------------------------
+# ---- The daemon stops (the private engine) -------------------------------------------------
 
-@pytest.fixture(scope="module")
-def private_engine(engine, tmp_path_factory):
-    root = tmp_path_factory.mktemp("dkf", numbered=True)
-    private = PrivateEngine(root)
-    try:
-        private.start()
-        private.load_test_images()
-        yield private
-    finally:
-        private.close()
-
-
-@pytest.fixture
-def private(private_engine, tmp_path):
-    """A host pointed at the private engine, which is running and empty."""
-    private_engine.ensure_running()
-    private_engine.clean()
-    host = Host(tmp_path)
-    host.configure(remote=private_engine.remote)
-    host.engine = private_engine
-    yield host
-    private_engine.ensure_running()
-
-
-def test_daemon_stopped_before_a_run(private):
-    engine = private.engine
+def test_daemon_stopped_before_a_run(private_host):
+    private, engine = private_host, private_host.engine
     for name in ("web", "api"):
         write_spec(private, name)
     private.converge()
@@ -99,7 +79,7 @@ def test_daemon_stopped_before_a_run(private):
     engine.start()
     private.converge()
     after = engine.running()
-    assert set(after) == {"web", "api", "late"}
+    assert set(after) == {private.name(name) for name in ("web", "api", "late")}
     # The same containers, started again: a stopped daemon loses nothing.
     assert {name: after[name] for name in before} == before
     assert_converged_quietly(private)
@@ -117,12 +97,12 @@ DAEMON_STOPS = [
 
 
 @pytest.mark.parametrize("subcommand, nth", DAEMON_STOPS)
-def test_daemon_stopped_in_the_middle_of_a_run(private, tmp_path, subcommand, nth):
-    engine = private.engine
+def test_daemon_stopped_in_the_middle_of_a_run(private_host, tmp_path, subcommand, nth):
+    private, engine = private_host, private_host.engine
     write_spec(private, "web", env={"V": "1"})
     write_spec(private, "api")
     private.converge()
-    api = engine.running()["api"]
+    api = engine.running()[private.name("api")]
     write_spec(private, "web", env={"V": "2"})
     write_spec(private, "new")
     wrapper = Wrapper(tmp_path / "bin", subcommand, nth, before=engine.stop_command)
@@ -138,10 +118,10 @@ def test_daemon_stopped_in_the_middle_of_a_run(private, tmp_path, subcommand, nt
     engine.ensure_running()
     private.converge()
     containers = engine.containers()
-    assert set(containers) == {"web", "api", "new"}, set(containers)
+    assert set(containers) == {private.name(name) for name in ("web", "api", "new")}, set(containers)
     assert all(c["State"]["Running"] for c in containers.values())
-    assert "V=2" in containers["web"]["Config"]["Env"]
-    assert containers["api"]["Id"] == api
+    assert "V=2" in containers[private.name("web")]["Config"]["Env"]
+    assert containers[private.name("api")]["Id"] == api
     assert_converged_quietly(private)
 
 
@@ -165,7 +145,7 @@ def test_sigkill_in_the_middle_of_a_replace(host, tmp_path, eager, subcommand, n
     write_spec(host, "web", env={"V": "1"}, update={"eager": eager})
     write_spec(host, "api")
     host.converge()
-    api = full_id("api")
+    api = full_id(host, "api")
     write_spec(host, "web", env={"V": "2"}, update={"eager": eager})
     action = {"before": KILL_DOCKERUP, "after": ":"}[when], {"before": ":", "after": KILL_DOCKERUP}[when]
     wrapper = Wrapper(tmp_path / "bin", subcommand, nth, *action)
@@ -176,10 +156,9 @@ def test_sigkill_in_the_middle_of_a_replace(host, tmp_path, eager, subcommand, n
 
     result = host.converge()
     assert_clean_output(result)
-    names = all_names()
-    assert leftovers(names) == []
-    assert "web" in running() and "V=2" in env_of("web")
-    assert full_id("api") == api
+    assert host.leftovers() == []
+    assert "web" in running(host, ["web"]) and "V=2" in env_of(host, "web")
+    assert full_id(host, "api") == api
     assert_converged_quietly(host)
 
 
@@ -187,9 +166,9 @@ def test_sigkill_right_after_a_create(host, tmp_path):
     write_spec(host, "web")
     wrapper = Wrapper(tmp_path / "bin", "run", 1, after=KILL_DOCKERUP)
     assert host.run(env=wrapper.env).returncode == -9
-    created = full_id("web")
+    created = full_id(host, "web")
     host.converge()
-    assert full_id("web") == created  # adopted by its labels, not made twice
+    assert full_id(host, "web") == created  # adopted by its labels, not made twice
     assert_converged_quietly(host)
 
 
@@ -215,7 +194,7 @@ def test_a_hanging_docker_command_times_out(host, tmp_path, subcommand, nth, whe
     write_spec(host, "web", env={"V": "1"})
     write_spec(host, "api")
     host.converge()
-    api = full_id("api")
+    api = full_id(host, "api")
     write_spec(host, "web", env={"V": "2"})
     write_spec(host, "new")
     host.configure(timeout=TIMEOUT)
@@ -236,10 +215,10 @@ def test_a_hanging_docker_command_times_out(host, tmp_path, subcommand, nth, whe
                for line in error_lines(result.stderr)), result.stderr
 
     host.converge()
-    assert leftovers(all_names()) == []
-    assert set(running(["web", "api", "new"])) == {"web", "api", "new"}
-    assert "V=2" in env_of("web")
-    assert full_id("api") == api
+    assert host.leftovers() == []
+    assert set(running(host, ["web", "api", "new"])) == {"web", "api", "new"}
+    assert "V=2" in env_of(host, "web")
+    assert full_id(host, "api") == api
     assert_converged_quietly(host)
 
 
@@ -253,7 +232,8 @@ def test_no_container_runs_twice_after_a_hang(host, tmp_path):
     host.configure(timeout=TIMEOUT)
     wrapper = Wrapper(tmp_path / "bin", "run", 1, after=HANG)
     host.run(env=wrapper.env)
-    copies = [n for n in running() if n == "web" or n.startswith("web.dockerup-")]
+    web = host.name("web")
+    copies = [n for n in host.running_ids() if n == web or n.startswith(f"{web}.dockerup-")]
     assert len(copies) == 1, copies
 
 
@@ -286,7 +266,7 @@ def test_registry_down_during_a_pull(host, tmp_path, own_registry):
     write_spec(host, "web", image=present)
     write_spec(host, "local", update={"pull": False})
     host.converge()
-    before = running(["web", "local"])
+    before = running(host, ["web", "local"])
     write_spec(host, "fresh", image=missing)
     wrapper = Wrapper(tmp_path / "bin", "pull", 1, before=stop_registry_command(own_registry))
 
@@ -294,12 +274,12 @@ def test_registry_down_during_a_pull(host, tmp_path, own_registry):
     assert wrapper.fired
     assert_one_problem(result, f"{host.confdir}/fresh.json: image: {missing} is not available locally")
     assert f"pull of {present} failed; keeping the local image" in result.stderr
-    assert running(["web", "local"]) == before
+    assert running(host, ["web", "local"]) == before
 
     restart(own_registry)
     host.converge()
-    assert set(running(["web", "local", "fresh"])) == {"web", "local", "fresh"}
-    assert running(["web", "local"]) == before
+    assert set(running(host, ["web", "local", "fresh"])) == {"web", "local", "fresh"}
+    assert running(host, ["web", "local"]) == before
     docker("rmi", present, missing, check=False)
 
 
@@ -308,17 +288,17 @@ def test_image_deleted_between_runs(host, own_registry, registry_up):
     reference = own_registry.push(IMAGE, f"faults-deleted-{uuid.uuid4().hex[:6]}:1")
     write_spec(host, "web", image=reference)
     host.converge()
-    before = full_id("web")
+    before = full_id(host, "web")
     docker("rmi", reference)
     if not registry_up:
         own_registry.stop()
         result = host.run()
         assert_one_problem(result, f"{host.confdir}/web.json: image: {reference} is not available locally",
                            "keeps running as it is")
-        assert running(["web"]) and full_id("web") == before
+        assert running(host, ["web"]) and full_id(host, "web") == before
         own_registry.start()
     host.converge()
-    assert full_id("web") == before  # pulled back: the same image, nothing to replace
+    assert full_id(host, "web") == before  # pulled back: the same image, nothing to replace
     assert_converged_quietly(host)
     docker("rmi", reference, check=False)
 
@@ -347,12 +327,12 @@ def test_declared_host_port_already_taken(host, taken_port):
     write_spec(host, "api")
     result = host.run()
     assert_one_problem(result, f"{host.confdir}/web.json: ", f"{port}", "address already in use")
-    assert "web" not in all_names()  # the half-created container is gone
-    assert "api" in running()
+    assert not exists(host, "web")  # the half-created container is gone
+    assert "api" in running(host, ["api"])
 
     taken_port.close()
     host.converge()
-    assert "web" in running()
+    assert "web" in running(host, ["web"])
     assert_converged_quietly(host)
 
 
@@ -360,16 +340,16 @@ def test_replacement_whose_new_host_port_is_taken_puts_the_old_back(host, taken_
     port = taken_port.getsockname()[1]
     write_spec(host, "web", portMappings=[{"containerPort": 80, "hostPort": free_port()}])
     host.converge()
-    before = full_id("web")
+    before = full_id(host, "web")
     write_spec(host, "web", portMappings=[{"containerPort": 80, "hostPort": port}])
     result = host.run()
     assert_one_problem(result, f"{host.confdir}/web.json: ", "address already in use")
-    assert running(["web"]) and full_id("web") == before
-    assert leftovers(all_names()) == []
+    assert running(host, ["web"]) and full_id(host, "web") == before
+    assert host.leftovers() == []
 
     taken_port.close()
     host.converge()
-    assert full_id("web") != before and "web" in running()
+    assert full_id(host, "web") != before and "web" in running(host, ["web"])
     assert_converged_quietly(host)
 
 
@@ -411,7 +391,7 @@ def test_a_cache_dir_that_cannot_be_written(host, cache_mount, kind):
     assert_clean_output(result)
     assert result.returncode == 0, result.stderr
     assert "cannot write the cache" in result.stderr
-    assert "web" in running()
+    assert "web" in running(host, ["web"])
     unmount(cache_mount)
     assert_converged_quietly(host)
 
@@ -424,11 +404,11 @@ def test_a_cache_dir_that_cannot_be_created(host, tmp_path):
         write_spec(host, "web")
         result = host.run()
         assert_one_problem(result, f"{parent}/cache: cannot create the cache directory: Read-only file system", code=2)
-        assert "web" not in all_names()
+        assert not exists(host, "web")
     finally:
         unmount(parent)
     host.converge()
-    assert "web" in running()
+    assert "web" in running(host, ["web"])
 
 
 def test_cache_files_are_private_whatever_the_umask(host):
@@ -436,25 +416,26 @@ def test_cache_files_are_private_whatever_the_umask(host):
     even under cron's umask 0 and in a directory someone made 0755."""
     host.cache.mkdir(mode=0o755)
     host.cache.chmod(0o755)
-    (host.cache / "state.json").write_text("{}")
-    (host.cache / "state.json").chmod(0o644)
+    host.memory.write_text("{}")
+    host.memory.chmod(0o644)
     write_spec(host, "web")
     result = subprocess.run(host.command(), capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(0))
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(host.cache.stat().st_mode) == 0o700
     files = {path.name: stat.S_IMODE(path.stat().st_mode) for path in host.cache.iterdir()}
-    assert {"state.json", "validated.json"} <= set(files)
+    assert {host.memory.name, "validated.json"} <= set(files)
     assert files == dict.fromkeys(files, 0o600)
 
 
 # What a crash can leave in a cache file written without fsync: zeros, nothing
-# or half of it; or a file that some other hand changed.
+# or half of it; or a file that some other hand changed. "state.json" stands for the
+# scope's memory file (host.memory), WEB for the declared container's name.
 CORRUPT_CACHE = [
     pytest.param("state.json", b"\0" * 64, id="state.json zero-filled"),
     pytest.param("state.json", b'{"version": 1, "images": ["sha256:', id="state.json truncated"),
     pytest.param("state.json", b"null", id="state.json null"),
     pytest.param("state.json", b'["a", 1]', id="state.json an array"),
-    pytest.param("state.json", b'{"version": 1, "failures": {"web": {"at": "x"}}}', id="state.json a bad failure"),
+    pytest.param("state.json", b'{"version": 1, "failures": {"WEB": {"at": "x"}}}', id="state.json a bad failure"),
     pytest.param("state.json", b'{"version": 99}', id="state.json another version"),
     pytest.param("validated.json", b"\0" * 64, id="validated.json zero-filled"),
     pytest.param("validated.json", b"null", id="validated.json null"),
@@ -467,12 +448,13 @@ def test_a_corrupt_cache_file_is_not_fatal(host, name, content):
     """A damaged cache file costs at most a retry of a failed update: it must not stop runs."""
     write_spec(host, "web")
     host.converge()
-    (host.cache / name).write_bytes(content)
+    path = host.memory if name == "state.json" else host.cache / name
+    path.write_bytes(content.replace(b"WEB", host.name("web").encode()))
     write_spec(host, "api")
     result = host.run()
     assert_clean_output(result)
     assert result.returncode == 0, result.stderr
-    assert set(running(["web", "api"])) == {"web", "api"}
+    assert set(running(host, ["web", "api"])) == {"web", "api"}
     assert_converged_quietly(host)
 
 
@@ -485,12 +467,12 @@ NOBODY = 65534
 def test_a_cache_dir_owned_by_another_user_is_refused(host, dry_run):
     host.cache.mkdir(mode=0o700)
     os.chown(host.cache, NOBODY, NOBODY)
-    write_spec(host, host.name("web"))
+    write_spec(host, "web")
     result = host.run(*(["--dry-run"] if dry_run else []))
     assert_one_problem(result, f"{host.cache}: refusing the cache directory: it belongs to nobody (uid 65534), "
                                "not to root (uid 0) running dockerup", code=2)
     assert result.stdout == ""
-    assert host.name("web") not in all_names()
+    assert not exists(host, "web")
     assert [path.name for path in host.cache.iterdir()] == []
 
 
@@ -499,11 +481,11 @@ def test_a_cache_dir_owned_by_another_user_is_refused(host, dry_run):
 def test_a_cache_dir_others_can_write_to_is_refused(host, mode, writers):
     host.cache.mkdir()
     host.cache.chmod(mode)
-    write_spec(host, host.name("web"))
+    write_spec(host, "web")
     result = host.run()
     assert_one_problem(result, f"{host.cache}: refusing the cache directory: {writers} can write to it "
                                f"(mode {mode:04o})", code=2)
-    assert host.name("web") not in all_names()
+    assert not exists(host, "web")
     assert stat.S_IMODE(host.cache.stat().st_mode) == mode
 
 
@@ -518,11 +500,11 @@ def test_a_cache_dir_is_not_created_in_an_untrusted_directory(host, tmp_path, mo
     parent.chmod(mode)
     os.chown(parent, owner, owner)
     host.configure(cache=parent / "a" / "cache")
-    write_spec(host, host.name("web"))
+    write_spec(host, "web")
     result = host.run()
     assert_one_problem(result, f"{parent}: refusing to create the cache directory {parent}/a/cache in it: "
                                f"{problem}", code=2)
-    assert host.name("web") not in all_names()
+    assert not exists(host, "web")
     assert list(parent.iterdir()) == []
 
 
@@ -532,9 +514,9 @@ def test_a_cache_dir_is_created_in_a_sticky_shared_directory(host, tmp_path):
     parent.mkdir()
     parent.chmod(0o1777)
     host.configure(cache=parent / "a" / "cache")
-    write_spec(host, host.name("web"))
+    write_spec(host, "web")
     host.converge()
-    assert host.name("web") in running()
+    assert "web" in running(host, ["web"])
     for path in (parent / "a", parent / "a" / "cache"):
         assert (stat.S_IMODE(path.stat().st_mode), path.stat().st_uid) == (0o700, 0)
 
@@ -547,9 +529,9 @@ def test_a_cache_dir_made_meanwhile_by_another_user_in_a_sticky_directory_is_ref
     planted.mkdir(mode=0o700)
     os.chown(planted, NOBODY, NOBODY)
     host.configure(cache=planted)
-    write_spec(host, host.name("web"))
+    write_spec(host, "web")
     assert_one_problem(host.run(), f"{planted}: refusing the cache directory: it belongs to nobody", code=2)
-    assert host.name("web") not in all_names()
+    assert not exists(host, "web")
 
 
 def test_a_symlink_planted_at_a_cache_file_is_neither_read_nor_written_through(host, tmp_path):
@@ -557,7 +539,7 @@ def test_a_symlink_planted_at_a_cache_file_is_neither_read_nor_written_through(h
     place is not read, and the next write replaces the link, not what it points to."""
     import dockerup
 
-    write_spec(host, host.name("web"))
+    write_spec(host, "web")
     host.converge()
     memory = host.cache / dockerup.memory_file(host.scope)
     outside = tmp_path / "outside.json"
@@ -565,7 +547,7 @@ def test_a_symlink_planted_at_a_cache_file_is_neither_read_nor_written_through(h
     memory.unlink()
     memory.symlink_to(outside)
     before = outside.read_bytes()
-    write_spec(host, host.name("api"))
+    write_spec(host, "api")
     result = host.run()
     assert_clean_output(result)
     assert result.returncode == 0, result.stderr
@@ -605,21 +587,23 @@ def run_without_file_access(host):
     return subprocess.run(WITHOUT_FILE_ACCESS + host.command(), capture_output=True, text=True, timeout=120)
 
 
+# (how the spec file at p, declaring the container `web`, is spoiled; the message)
 TURNS_INVALID = [
-    pytest.param(lambda p: p.write_text('{"name": "web", "image": '), "invalid JSON", id="truncated mid-write"),
-    pytest.param(lambda p: p.write_text(""), "empty file", id="emptied"),
-    pytest.param(lambda p: p.write_text('{"name": "web", "image": "dockerup-test/app:1",}'), "invalid JSON",
+    pytest.param(lambda p, web: p.write_text(f'{{"name": "{web}", "image": '), "invalid JSON",
+                 id="truncated mid-write"),
+    pytest.param(lambda p, web: p.write_text(""), "empty file", id="emptied"),
+    pytest.param(lambda p, web: p.write_text(f'{{"name": "{web}", "image": "{IMAGE}",}}'), "invalid JSON",
                  id="trailing comma"),
-    pytest.param(lambda p: p.write_text(json.dumps(spec_doc("web", cpu="512"))), "cpu: ", id="wrong type"),
-    pytest.param(lambda p: p.write_text(json.dumps(spec_doc("web", portMapping=[]))), "portMapping: unknown field",
+    pytest.param(lambda p, web: p.write_text(json.dumps(spec_doc(web, cpu="512"))), "cpu: ", id="wrong type"),
+    pytest.param(lambda p, web: p.write_text(json.dumps(spec_doc(web, portMapping=[]))), "portMapping: unknown field",
                  id="typo in a field name"),
-    pytest.param(lambda p: p.write_text(json.dumps([spec_doc("web")])), "got an array", id="not an object"),
-    pytest.param(lambda p: p.write_text(json.dumps(spec_doc("web", links=["nowhere"]))),
+    pytest.param(lambda p, web: p.write_text(json.dumps([spec_doc(web)])), "got an array", id="not an object"),
+    pytest.param(lambda p, web: p.write_text(json.dumps(spec_doc(web, links=["nowhere"]))),
                  "links[0]: 'nowhere' names no declared container", id="dangling reference"),
-    pytest.param(lambda p: p.write_text(json.dumps(spec_doc("my web"))), "name: ", id="invalid name"),
-    pytest.param(lambda p: p.write_bytes(b'{"name": "w\xe9b", "image": "dockerup-test/app:1"}'), "not valid UTF-8",
-                 id="saved as latin-1"),
-    pytest.param(lambda p: p.chmod(0), "cannot read: Permission denied", id="unreadable"),
+    pytest.param(lambda p, web: p.write_text(json.dumps(spec_doc("my web"))), "name: ", id="invalid name"),
+    pytest.param(lambda p, web: p.write_bytes(f'{{"name": "{web}\xe9", "image": "{IMAGE}"}}'.encode("latin-1")),
+                 "not valid UTF-8", id="saved as latin-1"),
+    pytest.param(lambda p, web: p.chmod(0), "cannot read: Permission denied", id="unreadable"),
 ]
 
 
@@ -628,29 +612,29 @@ def test_a_spec_that_turns_invalid_keeps_its_container(host, spoil, message):
     path = write_spec(host, "web", env={"V": "1"})
     write_spec(host, "api")
     host.converge()
-    before = running(["web", "api"])
+    before = running(host, ["web", "api"])
     good = path.read_bytes()
-    spoil(path)
+    spoil(path, host.name("web"))
     result = run_without_file_access(host) if message.startswith("cannot read") else host.run()
     assert_one_problem(result, f"{path}: ", message)
-    assert running(["web", "api"]) == before  # an invalid edit is not a removal
+    assert running(host, ["web", "api"]) == before  # an invalid edit is not a removal
 
     path.chmod(0o644)
     path.write_bytes(good)
     assert_converged_quietly(host)
-    assert running(["web", "api"]) == before
+    assert running(host, ["web", "api"]) == before
 
 
 def test_a_spec_whose_name_clashes_with_another_file_keeps_its_container(host):
     write_spec(host, "web")
     host.converge()
-    before = running(["web"])
-    (host.confdir / "copy.json").write_text(json.dumps(spec_doc("web", env={"V": "2"})))
+    before = running(host, ["web"])
+    (host.confdir / "copy.json").write_text(json.dumps(spec_doc(host.name("web"), env={"V": "2"})))
     result = host.run()
     assert_clean_output(result)
     assert result.returncode == 1
     assert len(error_lines(result.stderr)) == 2
-    assert running(["web"]) == before
+    assert running(host, ["web"]) == before
 
 
 # ---- Two runs at the same moment -------------------------------------------------------------
@@ -667,9 +651,9 @@ def test_two_runs_started_at_the_same_moment(host, tmp_path):
     loser = outcomes[1][1]
     assert [line for line in loser.splitlines() if line.strip()] == error_lines(loser)
     assert "another dockerup run is converging this host" in loser
-    names = all_names()
-    assert sorted(n for n in names if n in ("web", "api", "db")) == ["api", "db", "web"]
-    assert leftovers(names) == []
+    names = [name for name in ("web", "api", "db") if exists(host, name)]
+    assert sorted(names) == ["api", "db", "web"] and sorted(host.managed()) == sorted(map(host.name, names))
+    assert host.leftovers() == []
     assert_converged_quietly(host)
 
 
@@ -679,7 +663,7 @@ def test_two_servers_on_one_host_never_duplicate_a_container(host):
     servers = [subprocess.Popen(host.command("--server"), stderr=subprocess.PIPE, text=True) for _ in range(2)]
     try:
         deadline = time.monotonic() + 30
-        while set(running(["web", "api"])) != {"web", "api"} and time.monotonic() < deadline:
+        while set(running(host, ["web", "api"])) != {"web", "api"} and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(2.5)  # a few more cycles of both
     finally:
@@ -689,5 +673,5 @@ def test_two_servers_on_one_host_never_duplicate_a_container(host):
     logs = [server.stderr.read() for server in servers]
     assert codes == [0, 0], logs
     assert all("Traceback" not in log for log in logs)
-    assert set(running(["web", "api"])) == {"web", "api"}
-    assert leftovers(all_names()) == []
+    assert set(running(host, ["web", "api"])) == {"web", "api"}
+    assert host.leftovers() == []

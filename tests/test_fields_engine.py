@@ -11,10 +11,18 @@ import subprocess
 import pytest
 
 import dockerup
-from conftest import IMAGE, Host, docker, free_port, remove_test_containers
+from conftest import IMAGE, TEST_LABEL, Host, docker, free_port, new_scope, remove_test_containers
 
-TARGET = "fe-target"  # what links, volumes[].from and network container: point at
-DATA = "fe-data"
+SCOPE = new_scope()  # the module's: its containers live through it
+
+
+def fe(name):
+    """The name of the module's container `name`."""
+    return f"{SCOPE}-fe-{name}"
+
+
+TARGET = fe("target")  # what links, volumes[].from and network container: point at
+DATA = fe("data")
 SUPPORT = {
     TARGET: {"volumes": [{"containerPath": "/shared"}]},
     DATA: {"volumes": [{"containerPath": "/data2"}]},
@@ -37,14 +45,14 @@ SOME_PORT = SomePort()
 
 
 def case(id, fragment, expected):
-    """A container "fe-<id>" made from `fragment`, and {inspect path: value} it must show.
+    """A container fe(id) made from `fragment`, and {inspect path: value} it must show.
     "{tmp}", "{tcp_port}", "{udp_port}", "{local_port}", "{shared_port}" and "{target_id}" are filled in
     at run time. An expected set compares with the inspect list in any order."""
-    return pytest.param(f"fe-{id}", fragment, expected, id=id)
+    return pytest.param(fe(id), fragment, expected, id=id)
 
 
 CASES = [
-    case("name", {}, {"Name": "/fe-name"}),
+    case("name", {}, {"Name": f"/{fe('name')}"}),
     case("control-fields", {"type": "docker", "update": {"pull": False, "eager": True},
                             "signal": [{"container": DATA, "signal": "CONT"}]},
          {"Config.Image": IMAGE, "Config.Entrypoint": None, "Config.Cmd": IMAGE_CMD}),
@@ -118,8 +126,8 @@ CASES = [
 
     # A set: links have no order that matters.
     case("links-array", {"links": [TARGET, f"{DATA}:store"]},
-         {"HostConfig.Links": {f"/{TARGET}:/fe-links-array/{TARGET}", f"/{DATA}:/fe-links-array/store"}}),
-    case("links-object", {"links": {TARGET: "db"}}, {"HostConfig.Links": [f"/{TARGET}:/fe-links-object/db"]}),
+         {"HostConfig.Links": {f"/{TARGET}:/{fe('links-array')}/{TARGET}", f"/{DATA}:/{fe('links-array')}/store"}}),
+    case("links-object", {"links": {TARGET: "db"}}, {"HostConfig.Links": [f"/{TARGET}:/{fe('links-object')}/db"]}),
 
     case("labels", {"dockerLabels": {"team": "web", "tier": "front end", "empty": ""}},
          {"Config.Labels.team": "web", "Config.Labels.tier": "front end", "Config.Labels.empty": ""}),
@@ -199,13 +207,12 @@ def dig(container, path):
 @pytest.fixture(scope="module")
 def converged(engine, tmp_path_factory):
     """One dockerup run for every case: (its result, inspect output by name, placeholders)."""
-    remove_test_containers()
     root = tmp_path_factory.mktemp("fields")
     for directory in ("rw", "ro", "host"):
         (root / directory).mkdir()
     places = {"tmp": str(root), "tcp_port": str(free_port()), "udp_port": str(free_udp_port()),
               "local_port": str(free_port()), "shared_port": str(free_port())}
-    host = Host(root / "host")
+    host = Host(root / "host", scope=SCOPE)
     for name, fragment in SUPPORT.items():
         # First in the confdir, so they exist before any case signals them.
         host.spec(f"0-{name}.json", name=name, **fragment)
@@ -217,7 +224,7 @@ def converged(engine, tmp_path_factory):
     places["target_id"] = containers[TARGET]["Id"] if TARGET in containers else "(missing)"
     volumes = [m["Name"] for c in containers.values() for m in c["Mounts"] if m["Type"] == "volume"]
     yield result, containers, places
-    remove_test_containers()
+    remove_test_containers(SCOPE)
     if volumes:
         # Anonymous volumes outlive `docker rm`; these are ours alone.
         docker("volume", "rm", "--force", *volumes, check=False)
@@ -242,7 +249,7 @@ def test_engine_got_the_setting(converged, name, fragment, expected):
 
 def test_host_gateway_is_the_hosts_address(converged):
     """docker 20.10 and later write the host's address on the default bridge."""
-    hosts = docker("exec", "fe-host-gateway", "cat", "/etc/hosts").splitlines()
+    hosts = docker("exec", fe("host-gateway"), "cat", "/etc/hosts").splitlines()
     addresses = [line.split()[0] for line in hosts if line.split()[1:] == ["gw.local"]]
     assert len(addresses) == 1 and dockerup.is_ip_address(addresses[0]), hosts
 
@@ -251,11 +258,12 @@ def test_privileged(host):
     """Privileged containers cannot start on every machine (a sandboxed engine lacking a
     capability fails with "unable to apply caps"), so this one is only created, from
     the argv dockerup generates: what matters is what the engine recorded."""
-    spec = dockerup.Spec({"image": IMAGE, "name": "fe-privileged", "privileged": True}, "x.json", "confdir")
-    argv = dockerup.run_argv(spec, labels={"dockerup-test": "1"})
+    name = host.name("privileged")
+    spec = dockerup.Spec({"image": IMAGE, "name": name, "privileged": True}, "x.json", "confdir")
+    argv = dockerup.run_argv(spec, labels={TEST_LABEL: host.scope})
     assert argv[:2] == ["run", "--detach"]
     docker("create", *argv[2:])
-    assert host.inspect("fe-privileged")["HostConfig"]["Privileged"] is True
+    assert host.inspect(name)["HostConfig"]["Privileged"] is True
 
 
 def test_docker_takes_env_values_from_its_environment(host):
@@ -263,7 +271,7 @@ def test_docker_takes_env_values_from_its_environment(host):
     the value docker itself was given, even empty, and leaves a NAME it lacks unset."""
     environment = {**os.environ, "FE_PRESENT": "s3cret value", "FE_EMPTY": ""}
     environment.pop("FE_ABSENT", None)
-    result = subprocess.run(["docker", "run", "--rm", "--label", "dockerup-test=1", "--env", "FE_PRESENT", "--env",
+    result = subprocess.run(["docker", "run", "--rm", "--label", host.label, "--env", "FE_PRESENT", "--env",
                              "FE_EMPTY", "--env", "FE_ABSENT", IMAGE, "env"], env=environment, check=True,
                             capture_output=True, text=True)
     assert sorted(line for line in result.stdout.splitlines() if line.startswith("FE_")) == [
@@ -272,6 +280,6 @@ def test_docker_takes_env_values_from_its_environment(host):
 
 def test_health_duration_docker_can_parse(host):
     """The schema allows any positive number of seconds; docker must accept what it is given."""
-    host.spec("slow.json", name="fe-slow-health", healthCheck={"command": "true", "interval": 1000000})
+    host.spec("slow.json", name=host.name("slow-health"), healthCheck={"command": "true", "interval": 1000000})
     host.converge()
-    assert host.inspect("fe-slow-health")["Config"]["Healthcheck"]["Interval"] == 1000000 * NANOSECONDS
+    assert host.inspect(host.name("slow-health"))["Config"]["Healthcheck"]["Interval"] == 1000000 * NANOSECONDS

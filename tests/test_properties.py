@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dockerup
-from conftest import IMAGE, KEEP_RUNNING, Host, remove_test_containers
+from conftest import IMAGE, KEEP_RUNNING, Host
 from faults_support import assert_clean_output, changing_commands
 
 SCHEMA = json.loads(dockerup.SCHEMA_TEXTS["container"])
@@ -424,17 +424,11 @@ def actual_inspect(container, expected):
     return found
 
 
-@pytest.fixture(scope="module")
-def engine_sample(engine):
-    remove_test_containers()
-    yield
-    remove_test_containers()
-
-
 @examples(12)
 @given(runnable_specs())
-def test_a_sample_of_valid_specs_runs_as_declared(engine_sample, tmp_path_factory, doc):
+def test_a_sample_of_valid_specs_runs_as_declared(engine, tmp_path_factory, doc):
     host = Host(tmp_path_factory.mktemp("prop"))
+    doc = {**doc, "name": host.name(doc["name"])}  # derandomized runs side by side draw the same names
     (host.confdir / "spec.json").write_text(json.dumps(doc))
     try:
         first = host.run()
@@ -448,17 +442,17 @@ def test_a_sample_of_valid_specs_runs_as_declared(engine_sample, tmp_path_factor
         second = host.run()
         assert second.returncode == 0 and changing_commands(second.stderr) == [], second.stderr
     finally:
-        remove_test_containers()
+        host.remove_containers()
     assert not CANARY.exists()
 
 
 # ---- Shell injection and secrets, end to end -----------------------------------------------
 
-def hostile_spec(tmp_path):
+def hostile_spec(tmp_path, name):
     mounted = tmp_path / "a b'c\"d;$(x)`y`"
     mounted.mkdir()
     return {
-        "name": "prop-hostile", "image": IMAGE,
+        "name": name, "image": IMAGE,
         "env": {f"V{index}": value for index, value in enumerate(HOSTILE)},
         "dockerLabels": {f"l{index}": value for index, value in enumerate(HOSTILE)},
         "command": ["sh", "-c", KEEP_RUNNING, *HOSTILE],
@@ -470,10 +464,10 @@ def hostile_spec(tmp_path):
 
 
 def test_hostile_strings_arrive_intact_and_nothing_runs_on_the_host(host, tmp_path):
-    doc = hostile_spec(tmp_path)
+    doc = hostile_spec(tmp_path, host.name("hostile"))
     (host.confdir / "hostile.json").write_text(json.dumps(doc))
     host.converge()
-    container = host.inspect("prop-hostile")
+    container = host.inspect(doc["name"])
     assert container["Config"]["Cmd"] == doc["command"]
     assert set(container["Config"]["Env"]) >= {f"V{i}={v}" for i, v in enumerate(HOSTILE)}
     assert {k: container["Config"]["Labels"][k] for k in doc["dockerLabels"]} == doc["dockerLabels"]
@@ -487,7 +481,7 @@ def test_a_newline_in_a_value_keeps_one_line_per_command(host, tmp_path):
     """Logs are read line by line (syslog, journald, grep): a value holding a
     newline must not split a logged command, or forge a line of its own."""
     forged = "a\n2030-01-01 00:00:00 dockerup ERROR forged"
-    doc = {"name": "prop-newline", "image": IMAGE, "dockerLabels": {"note": forged},
+    doc = {"name": host.name("newline"), "image": IMAGE, "dockerLabels": {"note": forged},
            "workingDirectory": "/srv/a\nb", "command": ["sh", "-c", KEEP_RUNNING, "x\ny"]}
     (host.confdir / "newline.json").write_text(json.dumps(doc))
     dry = host.run("--dry-run")
@@ -496,11 +490,11 @@ def test_a_newline_in_a_value_keeps_one_line_per_command(host, tmp_path):
     result = host.converge()
     assert_clean_output(result)
     assert not any(line.endswith(" ERROR forged") for line in result.stderr.splitlines())
-    assert host.inspect("prop-newline")["Config"]["Labels"]["note"] == doc["dockerLabels"]["note"]
+    assert host.inspect(doc["name"])["Config"]["Labels"]["note"] == doc["dockerLabels"]["note"]
 
 
 def test_dry_run_lines_of_hostile_specs_run_in_a_shell_as_dockerup_would(host, tmp_path):
-    doc = hostile_spec(tmp_path)
+    doc = hostile_spec(tmp_path, host.name("hostile"))
     (host.confdir / "hostile.json").write_text(json.dumps(doc))
     printed = host.run("--dry-run", "--show-secrets")
     assert printed.returncode == 0, printed.stderr
@@ -516,7 +510,7 @@ SECRET = "hunter2-" + uuid.uuid4().hex
 def secret_outputs(host):
     """Everything dockerup prints in the runs a secret goes through."""
     path = host.confdir / "web.json"
-    spec = {"name": "prop-secret", "image": IMAGE, "env": {"TOKEN": SECRET, "N": 1}}
+    spec = {"name": host.name("secret"), "image": IMAGE, "env": {"TOKEN": SECRET, "N": 1}}
     path.write_text(json.dumps(spec))
     yield host.run("--dry-run", "-v")
     yield host.run("-v")
@@ -541,7 +535,7 @@ def test_secrets_never_reach_any_output(host):
 ])
 def test_a_mistyped_env_value_is_not_printed_in_its_error(host, env):
     """A validation error must not quote a secret that was given the wrong type."""
-    (host.confdir / "web.json").write_text(json.dumps({"name": "prop-secret", "image": IMAGE, "env": env}))
+    (host.confdir / "web.json").write_text(json.dumps({"name": host.name("secret"), "image": IMAGE, "env": env}))
     for result in (host.run(), host.run("validate"), host.run("--dry-run")):
         assert result.returncode == 1
         assert "env." in result.stdout + result.stderr

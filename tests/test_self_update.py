@@ -18,10 +18,11 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ENGINE, IMAGE, ROOT, docker
+from conftest import ENGINE, IMAGE, LOCAL, ROOT, docker, engine_lock
 
 PYTHON = f"python{sys.version_info.major}.{sys.version_info.minor}"
 # A Debian Python with pip; setuptools comes from the test interpreter (python_dependencies).
@@ -32,14 +33,14 @@ BASE_PACKAGES = (f"{PYTHON}-minimal", f"lib{PYTHON}-minimal", f"lib{PYTHON}-stdl
 LEFT_OUT = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/lintian/", f"/usr/lib/{PYTHON}/EXTERNALLY-MANAGED")
 SITE_PACKAGES = f"/usr/local/lib/{PYTHON}/dist-packages"
 BUSYBOX_APPLETS = ("sh", "rm", "ls", "cat", "env", "mkdir")
-BASE_REPOSITORY = "dockerup-test/python-base"
+BASE_REPOSITORY = f"{LOCAL}/python-base"
 BASE_CONFIG = ("ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "ENV LANG=C.UTF-8",
                # Fail at once rather than wait for an index that cannot be reached, and
                # build with the setuptools the image has (pip's quirk: 0 turns isolation off).
                "ENV PIP_NO_INDEX=1", "ENV PIP_NO_BUILD_ISOLATION=0", 'CMD ["python3"]')
 SOCKET = "/var/run/docker.sock"  # in dockerup's container: the engine's socket, mounted
 ENGINE_SOCKET = ENGINE.removeprefix("unix://")  # on this host
-SELF = "dockerup"
+SELF = "dockerup"  # the base of the self spec's container name, host.name(SELF)
 TIMEOUT = 90  # seconds for each change dockerup makes; seconds are enough when it works
 
 
@@ -181,7 +182,7 @@ def base_image():
 
 def build_dockerup_image(base, tag, build):
     """Build with the repository's Dockerfile; `build` goes into a label, so every
-    build number is an image of its own."""
+    build is an image of its own."""
     result = subprocess.run(["docker", "build", "--file", str(ROOT / "Dockerfile"), "--tag", tag,
                              "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"DOCKER_CLI_IMAGE={base}",
                              "--label", f"dockerup-test.build={build}", str(ROOT)],
@@ -193,13 +194,13 @@ def build_dockerup_image(base, tag, build):
 # --- watching the host ---------------------------------------------------------------
 
 
-def wait_until(what, predicate, timeout=TIMEOUT):
+def wait_until(host, what, predicate, timeout=TIMEOUT):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting until {what}\n{describe_host()}")
+    raise AssertionError(f"timed out after {timeout}s waiting until {what}\n{describe_host(host)}")
 
 
 def containers(*filters):
@@ -209,18 +210,18 @@ def containers(*filters):
     return json.loads(docker("inspect", *ids, check=False) or "[]") if ids else []
 
 
-def leftovers():
-    names = docker("ps", "-a", "--format", "{{.Names}}").split()
-    return [n for n in names if ".dockerup-new-" in n or ".dockerup-old-" in n]
+def dockerups(host):
+    """The containers of the self spec: its identity, in the test's scope."""
+    return containers(f"label=dockerup.scope={host.scope}", f"label=dockerup.id={host.name(SELF)}")
 
 
-def only_dockerup_is(image_id):
-    """Exactly one container of the spec "dockerup": running under its own name, made
-    by dockerup (it has the spec hash), from `image_id`; nothing left of an update."""
-    group = containers(f"label=dockerup.id={SELF}")
-    return (len(group) == 1 and group[0]["Name"] == f"/{SELF}" and group[0]["State"]["Running"]
+def only_dockerup_is(host, image_id):
+    """Exactly one container of the self spec: running under its own name, made by
+    dockerup (it has the spec hash), from `image_id`; nothing left of an update."""
+    group = dockerups(host)
+    return (len(group) == 1 and group[0]["Name"] == f"/{host.name(SELF)}" and group[0]["State"]["Running"]
             and group[0]["Image"] == image_id and "dockerup.hash" in group[0]["Config"]["Labels"]
-            and not leftovers())
+            and not host.leftovers())
 
 
 def running(name):
@@ -229,10 +230,11 @@ def running(name):
     return (found[0]["Id"], found[0]["State"]["StartedAt"]) if found and found[0]["State"]["Running"] else None
 
 
-def describe_host():
-    """What a failure message needs: every container, and the logs of the dockerups."""
-    lines = [docker("ps", "-a", "--format", "{{.Names}} {{.Status}} {{.Image}}")]
-    for container in containers(f"label=dockerup.id={SELF}"):
+def describe_host(host):
+    """What a failure message needs: the test's containers, and the logs of its dockerups."""
+    lines = [docker("ps", "-a", "--filter", f"label=dockerup.scope={host.scope}", "--format",
+                    "{{.Names}} {{.Status}} {{.Image}}")]
+    for container in dockerups(host):
         logs = subprocess.run(["docker", "logs", "--tail", "40", container["Id"]], capture_output=True, text=True)
         lines.append(f"--- logs of {container['Name']}:\n{logs.stdout}{logs.stderr}")
     return "\n".join(lines)
@@ -247,11 +249,14 @@ def image_exists(image_id):
 
 @pytest.fixture
 def images(registry):
-    """Two builds of dockerup's image (tags, ids); afterwards they go, by id, with
-    every tag and registry digest they got."""
-    base = base_image()
-    tags = ["dockerup-test/self:1", "dockerup-test/self:2"]
-    ids = [build_dockerup_image(base, tag, build) for build, tag in enumerate(tags, 1)]
+    """Two builds of dockerup's image (tags, ids), of this test's own: a test run
+    beside this one builds its own. Afterwards they go, by id, with every tag and
+    registry digest they got."""
+    run = uuid.uuid4().hex[:8]
+    tags = [f"{LOCAL}/self-{run}:1", f"{LOCAL}/self-{run}:2"]
+    with engine_lock("self-update-base"):  # a run beside this one may replace a stale base
+        base = base_image()
+        ids = [build_dockerup_image(base, tag, f"{run}-{build}") for build, tag in enumerate(tags, 1)]
     yield tags, ids
     docker("rmi", "--force", *ids, check=False)
 
@@ -287,24 +292,26 @@ def self_host(host, registry, images):
                    interval="1", settle="1", timeout="60", remote=f"unix://{SOCKET}")
     host.cache.mkdir(mode=0o700)
     yield host
-    for container in containers(f"label=dockerup.id={SELF}"):
+    for container in dockerups(host):
         docker("rm", "--force", container["Id"], check=False)
     docker("rmi", f"{registry.address}/app:1", check=False)
 
 
 def self_spec(host, image):
-    """The spec of etc/dockerup-self.json, with this test's host directories."""
+    """The spec of etc/dockerup-self.json, with this test's name, host directories
+    and engine."""
     spec = json.loads((ROOT / "etc" / "dockerup-self.json").read_text())
     mounts = {"/etc/dockerup": str(host.root), "/var/cache/dockerup": str(host.cache), SOCKET: ENGINE_SOCKET}
     for volume in spec["volumes"]:
         volume["hostPath"] = mounts[volume["containerPath"]]
-    return {**spec, "image": image}
+    return {**spec, "name": host.name(SELF), "image": image}
 
 
 def bootstrap(host, image):
-    """The README's `docker run` line, with this test's host directories and scope."""
-    return docker("run", "--detach", "--name", SELF, "--restart", "always", "--label", f"dockerup.id={SELF}",
-                  "--label", f"dockerup.scope={host.scope}",
+    """The README's `docker run` line, with this test's name, host directories and
+    engine, and its scope (an instance adopts only containers of its own scope)."""
+    return docker("run", "--detach", "--name", host.name(SELF), "--restart", "always",
+                  "--label", f"dockerup.id={host.name(SELF)}", "--label", f"dockerup.scope={host.scope}",
                   "--volume", f"{ENGINE_SOCKET}:{SOCKET}", "--volume", f"{host.root}:/etc/dockerup:ro",
                   "--volume", f"{host.cache}:/var/cache/dockerup", image).strip()
 
@@ -313,24 +320,26 @@ def test_dockerup_replaces_itself_with_a_newly_pushed_image(self_host, registry,
     host, (tags, (first, second)) = self_host, images
     reference = registry.push(tags[0], f"{SELF}:latest")
     app = registry.push(IMAGE, "app:1")
+    me, sleeper_name, late = host.name(SELF), host.name("sleeper"), host.name("late")
     host.spec("dockerup.json", **self_spec(host, reference))
-    host.spec("sleeper.json", name="sleeper", image=app)
+    host.spec("sleeper.json", name=sleeper_name, image=app)
 
     booted = bootstrap(host, reference)
     # The labelled bootstrap container is adopted: replaced by one made from the spec.
-    wait_until("dockerup runs from its spec", lambda: only_dockerup_is(first) and running("sleeper"))
-    (adopted, _), sleeper = running(SELF), running("sleeper")
+    wait_until(host, "dockerup runs from its spec",
+               lambda: only_dockerup_is(host, first) and running(sleeper_name))
+    (adopted, _), sleeper = running(me), running(sleeper_name)
 
     registry.push(tags[1], f"{SELF}:latest")
     # Back to the old image locally: only the running dockerup's pull can find the new one.
     docker("tag", tags[0], reference)
-    wait_until("dockerup replaced itself", lambda: only_dockerup_is(second))
+    wait_until(host, "dockerup replaced itself", lambda: only_dockerup_is(host, second))
 
-    host.spec("late.json", name="late", image=app)
-    wait_until("the new dockerup started a new spec", lambda: running("late"))
-    assert running("sleeper") == sleeper, "the other container was replaced or restarted"
-    assert only_dockerup_is(second)
-    logs = subprocess.run(["docker", "logs", SELF], capture_output=True, text=True)
+    host.spec("late.json", name=late, image=app)
+    wait_until(host, "the new dockerup started a new spec", lambda: running(late))
+    assert running(sleeper_name) == sleeper, "the other container was replaced or restarted"
+    assert only_dockerup_is(host, second)
+    logs = subprocess.run(["docker", "logs", me], capture_output=True, text=True)
     assert " ERROR " not in logs.stderr and "Traceback" not in logs.stderr, logs.stderr
     # A replaced dockerup stops its own container last and exits at once on that
     # SIGTERM (0), rather than being killed after docker stop's 10 seconds (137).

@@ -61,22 +61,23 @@ def fetch_failure(endpoint, reason, deadline=5):
 
 
 def test_confdir_and_user_data_are_merged(host, imds):
-    host.spec("web.json", name="web")
-    imds.document = {"containers": [container("api"), container("worker", env={"ROLE": "worker"})]}
+    host.spec("web.json", name=host.name("web"))
+    imds.document = {"containers": [container(host.name("api")),
+                                    container(host.name("worker"), env={"ROLE": "worker"})]}
     result = run_aws(host, imds)
     assert result.returncode == 0, result.stderr
     managed = host.managed()
     assert {name: c["Config"]["Labels"]["dockerup.source"] for name, c in managed.items()} == {
-        "web": "confdir", "api": "user-data", "worker": "user-data"}
+        host.name("web"): "confdir", host.name("api"): "user-data", host.name("worker"): "user-data"}
     assert all(c["State"]["Running"] for c in managed.values())
-    assert env_of(managed["worker"])["ROLE"] == "worker"
+    assert env_of(managed[host.name("worker")])["ROLE"] == "worker"
 
 
 def test_imdsv2_token_is_requested_and_sent(host, imds):
-    imds.document = {"containers": [container("api")]}
+    imds.document = {"containers": [container(host.name("api"))]}
     result = run_aws(host, imds)
     assert result.returncode == 0, result.stderr
-    assert set(host.running_ids()) == {"api"}
+    assert set(host.running_ids()) == {host.name("api")}
     assert [(r.method, r.path) for r in imds.requests] == [("PUT", TOKEN_PATH), ("GET", USER_DATA_PATH)]
     put, get = imds.requests
     assert int(put.header(TTL_HEADER)) > 0
@@ -86,10 +87,10 @@ def test_imdsv2_token_is_requested_and_sent(host, imds):
 @pytest.mark.parametrize("refusal", [403, 405])
 def test_imdsv1_is_used_where_the_token_request_is_refused(host, imds, refusal):
     imds.mode, imds.refuse_token_with = "v1", refusal
-    imds.document = {"containers": [container("api")]}
+    imds.document = {"containers": [container(host.name("api"))]}
     result = run_aws(host, imds)
     assert result.returncode == 0, result.stderr
-    assert set(host.running_ids()) == {"api"}
+    assert set(host.running_ids()) == {host.name("api")}
     assert [(r.method, r.path) for r in imds.requests] == [("PUT", TOKEN_PATH), ("GET", USER_DATA_PATH)]
     assert imds.requests[1].header(TOKEN_HEADER) is None
 
@@ -108,56 +109,57 @@ def test_imdsv1_is_used_where_the_token_request_hangs(host, imds):
 
 def test_gzip_compressed_user_data(host, imds):
     imds.mode = "gzip"
-    imds.document = {"containers": [container("api")]}
+    imds.document = {"containers": [container(host.name("api"))]}
     result = run_aws(host, imds)
     assert result.returncode == 0, result.stderr
-    assert set(host.running_ids()) == {"api"}
+    assert set(host.running_ids()) == {host.name("api")}
 
 
 def test_endpoint_with_a_trailing_slash(host, imds):
-    imds.document = {"containers": [container("api")]}
+    imds.document = {"containers": [container(host.name("api"))]}
     result = run_aws(host, imds, endpoint=imds.endpoint + "/")
     assert result.returncode == 0, result.stderr
-    assert set(host.running_ids()) == {"api"}
+    assert set(host.running_ids()) == {host.name("api")}
     assert [r.path for r in imds.requests] == [TOKEN_PATH, USER_DATA_PATH]
 
 
 def test_a_name_in_both_sources_is_an_error_naming_both(host, imds):
-    web = host.spec("web.json", name="web")
-    imds.document = {"containers": [container("api")]}
+    name, api = host.name("web"), host.name("api")
+    web = host.spec("web.json", name=name)
+    imds.document = {"containers": [container(api)]}
     assert run_aws(host, imds).returncode == 0
     before = host.running_ids()
 
-    imds.document = {"containers": [container("api"), container("web", env={"FROM": "user-data"})]}
+    imds.document = {"containers": [container(api), container(name, env={"FROM": "user-data"})]}
     result = run_aws(host, imds)
     assert result.returncode == 1
     assert sorted(logged(result, "ERROR")) == sorted([
-        f"{web}: name: 'web' is also declared in user-data: containers[1]",
-        f"user-data: containers[1].name: 'web' is also declared in {web}",
+        f"{web}: name: '{name}' is also declared in user-data: containers[1]",
+        f"user-data: containers[1].name: '{name}' is also declared in {web}",
     ])
     # Neither declaration wins: the running container is left as it is.
     assert host.running_ids() == before
-    assert "FROM" not in env_of(host.inspect("web"))
+    assert "FROM" not in env_of(host.inspect(name))
 
 
 # ---- AWS_EC2_METADATA_* ---------------------------------------------------------
 
 
 def test_metadata_disabled_skips_the_lookup(host, imds):
-    host.spec("web.json", name="web")
-    imds.document = {"containers": [container("api")]}
+    host.spec("web.json", name=host.name("web"))
+    imds.document = {"containers": [container(host.name("api"))]}
     result = run_aws(host, imds, AWS_EC2_METADATA_DISABLED="true")
     assert result.returncode == 0, result.stderr
     assert imds.requests == []
     assert "aws=true, but AWS_EC2_METADATA_DISABLED=true: EC2 user-data is not read" in logged(result, "WARNING")
-    assert set(host.running_ids()) == {"web"}
+    assert set(host.running_ids()) == {host.name("web")}
 
 
 def test_metadata_disabled_does_not_remove_user_data_containers(host, imds):
     # Not looking is not the same as being told there is nothing (a 404):
     # an environment variable must not take down what user-data deployed.
-    host.spec("web.json", name="web")
-    imds.document = {"containers": [container("api")]}
+    host.spec("web.json", name=host.name("web"))
+    imds.document = {"containers": [container(host.name("api"))]}
     assert run_aws(host, imds).returncode == 0
     before = host.running_ids()
     result = run_aws(host, imds, AWS_EC2_METADATA_DISABLED="true")
@@ -186,16 +188,16 @@ def test_metadata_endpoint(monkeypatch, environment, expected):
 
 
 def test_404_removes_the_user_data_containers(host, imds):
-    host.spec("web.json", name="web")
-    imds.document = {"containers": [container("api")]}
+    host.spec("web.json", name=host.name("web"))
+    imds.document = {"containers": [container(host.name("api"))]}
     assert run_aws(host, imds).returncode == 0
-    web = host.running_ids()["web"]
+    web = host.running_ids()[host.name("web")]
 
     imds.mode = "404"
     result = run_aws(host, imds)
     assert result.returncode == 0, result.stderr
     assert "the instance has no user-data (HTTP 404): no containers from it" in logged(result, "INFO")
-    assert host.running_ids() == {"web": web}
+    assert host.running_ids() == {host.name("web"): web}
     assert not (host.cache / dockerup.USER_DATA_CACHE).exists()
 
 
@@ -218,27 +220,28 @@ FAILURES = [
 
 @pytest.mark.parametrize("how, error", FAILURES, ids=[how for how, _ in FAILURES])
 def test_a_failure_keeps_the_last_good_user_data(host, imds, how, error):
-    host.spec("web.json", name="web", env={"VERSION": "1"})
-    imds.document = {"containers": [container("api"), container("worker")]}
+    web, api, worker = host.name("web"), host.name("api"), host.name("worker")
+    host.spec("web.json", name=web, env={"VERSION": "1"})
+    imds.document = {"containers": [container(api), container(worker)]}
     assert run_aws(host, imds).returncode == 0
     before = host.running_ids()
 
     fail(imds, how)
-    host.spec("web.json", name="web", env={"VERSION": "2"})
+    host.spec("web.json", name=web, env={"VERSION": "2"})
     result = run_aws(host, imds)
     assert result.returncode == 1
     assert logged(result, "ERROR") == [error.format(endpoint=imds.endpoint),
                                        "user-data: keeping the last good user-data (2 containers)"]
     after = host.running_ids()
-    assert (after["api"], after["worker"]) == (before["api"], before["worker"])
+    assert (after[api], after[worker]) == (before[api], before[worker])
     # The confdir change is converged in the same run.
-    assert after["web"] != before["web"]
-    assert env_of(host.inspect("web"))["VERSION"] == "2"
+    assert after[web] != before[web]
+    assert env_of(host.inspect(web))["VERSION"] == "2"
 
 
 def test_a_failure_without_a_cached_document_leaves_user_data_containers(host, imds):
-    host.spec("web.json", name="web")
-    imds.document = {"containers": [container("api")]}
+    host.spec("web.json", name=host.name("web"))
+    imds.document = {"containers": [container(host.name("api"))]}
     assert run_aws(host, imds).returncode == 0
     before = host.running_ids()
 
@@ -254,7 +257,7 @@ def test_a_failure_without_a_cached_document_leaves_user_data_containers(host, i
 
 @pytest.mark.parametrize("dead", ["closed port", "slow"])
 def test_a_dead_endpoint_ends_the_run_within_the_bound(host, imds, dead):
-    host.spec("web.json", name="web")
+    host.spec("web.json", name=host.name("web"))
     host.converge()
     if dead == "slow":
         imds.mode, endpoint, reason = "slow", imds.endpoint, "no answer in time"
@@ -266,7 +269,7 @@ def test_a_dead_endpoint_ends_the_run_within_the_bound(host, imds, dead):
     assert elapsed < RUN_BOUND
     assert result.returncode == 1
     assert logged(result, "ERROR")[0] == fetch_failure(endpoint, reason)
-    assert set(host.running_ids()) == {"web"}
+    assert set(host.running_ids()) == {host.name("web")}
 
 
 # ---- the cache ---------------------------------------------------------------
@@ -278,7 +281,7 @@ def test_the_cached_document_is_private(host, imds, existing_mode):
         host.cache.mkdir(mode=existing_mode)
         host.cache.chmod(existing_mode)
     imds.mode = "gzip"
-    imds.document = {"containers": [container("api", env={"TOKEN": "secret"})]}
+    imds.document = {"containers": [container(host.name("api"), env={"TOKEN": "secret"})]}
     assert run_aws(host, imds).returncode == 0
     cached = host.cache / dockerup.USER_DATA_CACHE
     assert stat.S_IMODE(cached.stat().st_mode) == 0o600

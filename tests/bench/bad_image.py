@@ -8,7 +8,9 @@ and how many manifest and blob downloads the registry served for the repository.
 
 --dockerup runs another dockerup.py (say, an older release, to compare). Uses the
 engine in DOCKER_HOST (default the system one) and Debian's docker-registry on
-127.0.0.1; removes everything it made.
+127.0.0.1; removes everything it made. This checkout's dockerup runs in a scope of
+its own; a release without scopes owns every container dockerup made on the engine
+(and removes those it does not declare): run one only against an engine of its own.
 """
 
 import argparse
@@ -42,7 +44,8 @@ def main():
         name = f"{run_id}-web"
         try:
             reference = registry.push(IMAGE, f"{run_id}:latest")
-            config.write_text(f"confdir={confdir}\ncache={work / 'cache'}\nremote={ENGINE}\npull=true\n")
+            scope = f"scope={run_id}\n" if Path(args.dockerup).resolve() == ROOT / "dockerup.py" else ""
+            config.write_text(f"confdir={confdir}\ncache={work / 'cache'}\nremote={ENGINE}\npull=true\n{scope}")
             (confdir / "web.json").write_text(json.dumps({"name": name, "image": reference,
                                                           "dockerLabels": {"dockerup-bench": run_id}}))
             dockerup = [sys.executable, args.dockerup, "--config", str(config)]

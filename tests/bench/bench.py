@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import IMAGE, build_image  # noqa: E402  (the test image, made the tests' way)
+from conftest import IMAGE, build_image, engine_lock  # noqa: E402  (the test image, made the tests' way)
 
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 LABEL = "dockerup-bench"  # on every container the benchmark makes, dockerup's and compose's
@@ -94,8 +94,10 @@ class Bench:
         self.config = workdir / "dockerup.conf"
         # settle=0 and probation=0: compose neither waits for a replacement nor keeps
         # the container it replaced; dockerup's defaults are deliberate pauses, not costs.
+        # A scope of its own: the engine may be shared (by tests, another benchmark), and
+        # an instance removes every container of its scope that it does not declare.
         self.config.write_text(f"confdir={self.confdir}\ncache={workdir / 'cache'}\npull=false\nsettle=0\n"
-                               "probation=0\n")
+                               f"probation=0\nscope={self.run_id}\n")
         self.compose_file = workdir / "docker-compose.json"  # YAML reads JSON
         self.project = f"{self.run_id}-compose"
         self.dockerup = self.find_dockerup()
@@ -144,19 +146,21 @@ class Bench:
         result, _ = run([self.docker, "version", "--format", "{{.Server.Version}}"], timeout=30)
         if result.returncode != 0:
             raise BenchError(f"no Docker engine answers at {self.engine}: {result.stderr.strip()}")
-        if run([self.docker, "image", "inspect", IMAGE], timeout=30)[0].returncode != 0:
-            build_image(IMAGE, "1")
-            self.built_image = True
+        with engine_lock("images"):  # as a test run beside it builds them
+            if run([self.docker, "image", "inspect", IMAGE], timeout=30)[0].returncode != 0:
+                build_image(IMAGE, "1")
+                self.built_image = True
 
     def clean_up(self):
         """Remove every container this run made (both tools'), and the image if
-        the benchmark imported it."""
+        the benchmark imported it and no test run has come to hold it since."""
         result, _ = run([self.docker, "ps", "--all", "--quiet", "--filter", f"label={LABEL}={self.run_id}"], timeout=60)
         ids = result.stdout.split()
         if ids:
             run([self.docker, "rm", "--force", *ids])
         if self.built_image:
-            run([self.docker, "image", "rm", IMAGE], timeout=60)
+            with engine_lock("images"):
+                run([self.docker, "image", "rm", IMAGE], timeout=60)
 
     # -- the two tools -------------------------------------------------------
 
