@@ -257,6 +257,10 @@ def read_config_file(path):
     return values
 
 
+# Keys whose values can hold a password (a webhook URL's path): never repeated in messages.
+UNSHOWN_KEYS = ("notify",)
+
+
 def parse_config_value(key, text, where):
     parser = CONFIG_KEYS[key][0]
     try:
@@ -264,7 +268,7 @@ def parse_config_value(key, text, where):
     except ValueError as e:
         # float() says "could not convert string to float: 'x'": not for operators.
         reason = "expected a number" if "could not convert" in str(e) else str(e)
-        raise ConfigError(f"{where}: {key}={text!r}: {reason}")
+        raise ConfigError(f"{where}: {key}: {reason}" if key in UNSHOWN_KEYS else f"{where}: {key}={text!r}: {reason}")
 
 
 def load_config(args):
@@ -284,7 +288,7 @@ def load_config(args):
         values["notify"] = tuple(url for text in args["--notify"] for url in parse_config_value("notify", text, "--notify"))
     output = args.get("--format") or "text"
     if output not in OUTPUT_FORMATS:
-        raise ConfigError(f"--format {output}: expected text or json")
+        raise ConfigError(f"--format: format={output!r}: expected text or json")
     if output == "json" and not (args.get("status") or args.get("--dry-run")):
         raise ConfigError("--format json is for `dockerup status` and --dry-run")
     for key in ("aws", "pull"):
@@ -3465,7 +3469,9 @@ def read_status(config, docker, now=None):
     shown = {row["containerId"] for row in rows}
     for container in sorted(ours + [c for c in state.containers if c.id in pending], key=lambda c: c.name):
         if container.id not in shown and container.identity not in plan.outcomes:
-            rows.append(container_status(container, state.images, pending.get(container.id, [])))
+            row = container_status(container, state.images, pending.get(container.id, []))
+            row["warnings"] = [note for note in plan.notes if container.short in note]
+            rows.append(row)
             shown.add(container.id)
     converged = (not problems and not any(not isinstance(a, RemoveImage) for a in plan.actions)
                  and all(o in (Outcome.KEEP, Outcome.FINISHED, Outcome.PROBATION) for o in plan.outcomes.values()))
@@ -3504,6 +3510,7 @@ def spec_status(spec, group, plan, images, config, pending, problems):
         "newerImage": {"imageId": tag_image_id} if container and tag_image_id and tag_image_id != container.image_id
         else None,
         "problems": [str(p) for p in problems],
+        "warnings": [note for note in plan.notes if note.startswith(f"{spec.label}: ")],
     })
     return row
 
@@ -3523,6 +3530,7 @@ def container_status(container, images, pending, next_step=None):
         "file": None, "path": None,
         "next": next_step or ("remove" if pending else "keep"), "pending": pending,
         "failedUpdate": None, "probation": None, "pinned": None, "held": None, "newerImage": None, "problems": [],
+        "warnings": [],
     }
 
 
@@ -3572,9 +3580,9 @@ def status_notes(row):
         notes.append(f"on probation until {row['probation']['until']}{kept}")
     if row["pinned"]:
         notes.append(f"pinned to {short_id(row['pinned']['imageId'])} by a rollback")
-    if row["newerImage"] and not row["pinned"]:
+    if row["newerImage"] and not (row["pinned"] or row["failedUpdate"]):
         notes.append(f"newer image {short_id(row['newerImage']['imageId'])} present locally")
-    notes += row["problems"]
+    notes += row["problems"] + (row["warnings"] if not row["declared"] else [])
     if row["pending"] and not row["problems"]:
         notes.append("next run: " + ", ".join(f"{p['action']} ({p['reason']})" for p in row["pending"]))
     return notes
