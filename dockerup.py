@@ -153,7 +153,8 @@ def parse_urls(text):
         except ValueError:
             valid = False
         if not valid:
-            raise ValueError(f"expected http:// or https:// URLs separated by commas or spaces; URL {number} is not one")
+            raise ValueError("expected http:// or https:// URLs separated by commas or spaces; "
+                             f"URL {number} is not one")
     return urls
 
 
@@ -285,7 +286,8 @@ def load_config(args):
         if args.get(f"--{key}") is not None:
             values[key] = parse_config_value(key, args[f"--{key}"], f"--{key}")
     if args.get("--notify"):
-        values["notify"] = tuple(url for text in args["--notify"] for url in parse_config_value("notify", text, "--notify"))
+        values["notify"] = tuple(url for text in args["--notify"]
+                                 for url in parse_config_value("notify", text, "--notify"))
     output = args.get("--format") or "text"
     if output not in OUTPUT_FORMATS:
         raise ConfigError(f"--format: format={output!r}: expected text or json")
@@ -3559,7 +3561,7 @@ def status_text(status):
               for row in status["containers"]]
     widths = [max(len(line[i]) for line in table) for i in range(len(STATUS_COLUMNS))]
     lines = ["  ".join(word.ljust(width) for word, width in zip(line, widths)) + "  " + line[-1] for line in table]
-    lines += [f"problem: {p['file']}: {p['path'] + ': ' if p['path'] else ''}{p['message']}" for p in status["problems"]]
+    lines += ["problem: " + ": ".join(filter(None, (p["file"], p["path"], p["message"]))) for p in status["problems"]]
     last = status["lastRun"]
     lines.append(f"last run: {last['at']}, {last['duration']:g}s, exit {last['exitCode']}: {last['summary']}" if last
                  else "last run: none recorded")
@@ -3572,7 +3574,8 @@ def status_notes(row):
     if row["failedUpdate"]:
         failure = row["failedUpdate"]
         notes.append(f"update to {failure['image']} failed at {failure['at']} ({failure['reason']}); "
-                     + (f"next try at {failure['nextRetry']}" if failure["nextRetry"] else "tried again when it changes"))
+                     + (f"next try at {failure['nextRetry']}" if failure["nextRetry"]
+                        else "tried again when it changes"))
     if row["held"] and not row["failedUpdate"]:
         notes.append(f"update held back until {row['held']['until'] or 'something changes'}: {row['held']['reason']}")
     if row["probation"]:

@@ -400,7 +400,8 @@ def test_a_problem_is_told_once_while_it_stands(host, hooks, tmp_path):
     (body,) = hooks.bodies("/hook")
     (event,) = body["events"]
     assert (event["event"], event["container"], event["image"]) == ("problem", None, None)
-    assert event["reason"] == f"{broken}: line 1, column 2: invalid JSON: Expecting property name enclosed in double quotes"
+    assert event["reason"] == (f"{broken}: line 1, column 2: invalid JSON: Expecting property name enclosed in "
+                               "double quotes")
     broken.unlink()
     host.converge()
     broken.write_text("{")
@@ -477,7 +478,8 @@ def test_metrics_text_escapes_label_values_and_parses():
 
 
 def test_notify_urls_are_split_on_commas_and_spaces():
-    assert dockerup.parse_urls("http://a/x, https://b:8443/y  http://c") == ("http://a/x", "https://b:8443/y", "http://c")
+    assert dockerup.parse_urls("http://a/x, https://b:8443/y  http://c") == (
+        "http://a/x", "https://b:8443/y", "http://c")
     for text in ("a/x", "ftp://a/x", "http://", "http://a:port/x"):
         with pytest.raises(ValueError) as error:
             dockerup.parse_urls(f"http://ok/secret {text}")

@@ -310,7 +310,8 @@ def test_validate_of_a_good_directory_exits_0_and_prints_nothing(tmp_path):
 CONFIG_CASES = [
     pytest.param("confdri=/srv\n", [],
                  "<conf>:1: unknown key 'confdri' (did you mean 'confdir'?); known keys: confdir, cache, remote, "
-                 "interval, aws, pull, exclusive, timeout, settle, probation, scope, metrics, notify", id="unknown key"),
+                 "interval, aws, pull, exclusive, timeout, settle, probation, scope, metrics, notify",
+                 id="unknown key"),
     pytest.param("; comment\npull=maybe\n", [], "<conf>:2: pull='maybe': expected true or false", id="bad boolean"),
     pytest.param("interval=soon\n", [], "<conf>:1: interval='soon': expected a number", id="bad number"),
     pytest.param("interval=0\n", [], "<conf>:1: interval='0': expected a number of seconds above 0", id="zero interval"),
