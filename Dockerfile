@@ -7,7 +7,7 @@
 #     dockerup
 #
 # To let it update itself from a registry: add `--label dockerup.id=dockerup` to that
-# line and put etc/dockerup-self.json in /etc/dockerup/containers.d/ (see the README).
+# line and put etc/dockerup-self.json in /etc/dockerup/containers.d/ (docs/running.md).
 #
 # Both images are build arguments, so the image can be built where no public
 # registry is reachable, from a locally made base with Python and pip (see

@@ -103,6 +103,34 @@ class LockHeld(DockerupError):
     exit_code = EXIT_LOCKED
 
 
+# ---- Python packages -----------------------------------------------------------
+# Imported where first needed: a no-op run never imports jsonschema. The oldest releases
+# that work (Debian 12 has sh 1.14.2, jsonschema 4.10.3, requests 2.28.1, docopt 0.6.2;
+# sh 1.14.0 fails on Python 3.10+, jsonschema 3 has no draft 2020-12). docopt-ng, docopt's
+# maintained successor, is the same `docopt` module.
+OLDEST_RELEASES = {"sh": "1.14.2", "jsonschema": "4.0", "requests": "2.25", "docopt": "0.6.2"}
+
+
+class MissingPackage(DockerupError):
+    pass
+
+
+def dependency(name, usable=None):
+    """Import one of the packages dockerup needs; refuse a release too old to work,
+    which `usable(module)` tells from what it lacks, rather than half-use it."""
+    import importlib
+
+    wanted = f"{name} {OLDEST_RELEASES[name]} or later"
+    try:
+        module = importlib.import_module(name)
+    except ImportError as e:
+        raise MissingPackage(f"the Python package {wanted} is needed: {e}")
+    if usable and not usable(module):
+        found = getattr(module, "__version__", "of unknown version")
+        raise MissingPackage(f"the Python package {wanted} is needed; this is {name} {found}")
+    return module
+
+
 # ============================================================================
 # Configuration
 # ============================================================================
@@ -436,7 +464,7 @@ SCHEMA_TEXTS = {
     },
     "name": {
       "title": "Container name",
-      "description": "Unique per host; other specs refer to it in links, volumes[].from, network \"container:NAME\" and signal. Docker's rule: a letter or digit, then letters, digits, '_', '.' or '-'; at least two characters. Without a name, dockerup identifies the container by its image repository (see the README).",
+      "description": "Unique per host; other specs refer to it in links, volumes[].from, network \"container:NAME\" and signal. Docker's rule: a letter or digit, then letters, digits, '_', '.' or '-'; at least two characters. Without a name, dockerup identifies the container by its image repository (see docs/specs.md).",
       "type": "string",
       "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$",
       "maxLength": 200
@@ -826,16 +854,27 @@ _validators = {}
 
 def schema_validator(kind):
     if kind not in _validators:
-        import jsonschema
+        jsonschema = dependency("jsonschema", lambda module: hasattr(module, "Draft202012Validator"))
+        schemas = {k: json.loads(text) for k, text in SCHEMA_TEXTS.items()}
+        validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": whole_string_pattern})
+        _validators[kind] = validator(schemas[kind], **schema_references(validator, schemas, kind))
+    return _validators[kind]
+
+
+def schema_references(validator, schemas, kind):
+    """How the validator finds the schemas' $refs to each other: a `referencing`
+    registry since jsonschema 4.18, the RefResolver it replaced before (Debian 12)."""
+    import inspect
+
+    if "registry" in inspect.signature(validator).parameters:
         from referencing import Registry, Resource
 
-        schemas = {k: json.loads(text) for k, text in SCHEMA_TEXTS.items()}
-        registry = Registry().with_resources(
-            (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
-        )
-        validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": whole_string_pattern})
-        _validators[kind] = validator(schemas[kind], registry=registry)
-    return _validators[kind]
+        return {"registry": Registry().with_resources(
+            (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values())}
+    import jsonschema
+
+    store = {schema["$id"]: schema for schema in schemas.values()}
+    return {"resolver": jsonschema.RefResolver.from_schema(schemas[kind], store=store)}
 
 
 def whole_string_pattern(validator, pattern, instance, schema):
@@ -1445,7 +1484,7 @@ def fetch_user_data(endpoint, deadline=IMDS_DEADLINE):
 
 
 def fetch_user_data_with_retries(endpoint, deadline):
-    import requests
+    requests = dependency("requests")
 
     session = requests.Session()
     session.trust_env = False  # the metadata service is link-local: never through a proxy
@@ -1678,7 +1717,7 @@ def each(flag, values):
 
 
 # Spec field -> the docker run flags that give the container that setting, in the
-# order they appear on the command line. The README's mapping table mirrors this.
+# order they appear on the command line. The table in docs/specs.md mirrors this.
 FIELD_FLAGS = {
     "hostname": lambda v: ["--hostname", v],
     "user": lambda v: ["--user", v],
@@ -1939,6 +1978,15 @@ UNREACHABLE_MARKERS = ("Cannot connect to the Docker daemon", "Is the docker dae
 
 # sh reads output line by line by default: slow for a large `docker inspect`.
 OUTPUT_CHUNK = 64 * 1024
+# sh's options for every docker call. sh 1.x passes an option it does not know on to
+# the command as an argument (sh 2's `_return_cmd` became `---return-cmd`), so an sh
+# that lacks one of these is refused. With _bg, both return the running command.
+SH_OPTIONS = {"_bg": True, "_bg_exc": False, "_tty_out": False, "_ok_code": range(256), "_in": "",
+              "_out_bufsize": OUTPUT_CHUNK, "_err_bufsize": OUTPUT_CHUNK}
+
+
+def knows_sh_options(sh):
+    return {option[1:] for option in SH_OPTIONS} <= set(sh.Command._call_args)
 
 
 @dataclass(frozen=True)
@@ -1955,6 +2003,7 @@ class Docker:
     def __init__(self, remote, timeout, dry_run=False, show_secrets=False, out=None, journal=None):
         import shutil
 
+        dependency("sh", knows_sh_options)  # refused before anything runs, not at the first call
         self.prefix = ["docker", "-H", remote]
         self.executable = shutil.which("docker")
         self.timeout = timeout
@@ -1983,8 +2032,7 @@ class Docker:
         return self._run(args, None, timeout).stdout
 
     def _run(self, args, log_level, timeout=None, tolerate=None):
-        import sh
-
+        sh = dependency("sh", knows_sh_options)
         argv = self.prefix + [str(a) for a in args]
         command = display_command(argv, self.show_secrets)
         if log_level is not None:
@@ -1995,9 +2043,7 @@ class Docker:
         self.calls += 1
         try:
             # sh's own _timeout polls, adding ~80 ms to every call: a timer kills instead.
-            process = sh.Command(self.executable)(
-                *argv[1:], _bg=True, _bg_exc=False, _return_cmd=True, _tty_out=False, _ok_code=range(256),
-                _in="", _out_bufsize=OUTPUT_CHUNK, _err_bufsize=OUTPUT_CHUNK)
+            process = sh.Command(self.executable)(*argv[1:], **SH_OPTIONS)
         except (OSError, sh.ForkException) as e:
             # sh reports a failed exec (E2BIG: an argument over 128 KiB) as ForkException.
             reason = describe_os_error(e) if isinstance(e, OSError) else first_line(str(e).split("OSError:")[-1])
@@ -4057,6 +4103,8 @@ def serve(config, docker, stop):
             converge_locked(config, docker, stop)
         except LockHeld as e:
             log.warning("%s; trying again in %gs", e, config.interval)
+        except MissingPackage:  # no later cycle would do better
+            raise
         except DockerupError as e:
             log.error("%s", e)
         except Exception as e:  # a bug must not stop the host being managed
@@ -4146,13 +4194,16 @@ def usage_problem(argv):
 
 
 def main(argv=None):
-    from docopt import DocoptExit, docopt
-
+    try:
+        docopt = dependency("docopt")
+    except MissingPackage as e:
+        print(f"dockerup: {e}", file=sys.stderr)
+        return EXIT_FATAL
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = docopt(__doc__, argv, version=f"dockerup {__version__}")
-    except DocoptExit as e:
-        usage = DocoptExit.usage.strip()
+        args = docopt.docopt(__doc__, argv, version=f"dockerup {__version__}")
+    except docopt.DocoptExit as e:
+        usage = docopt.DocoptExit.usage.strip()
         reason = usage_problem(argv) or str(e).removesuffix(usage).strip()
         print("\n".join(filter(None, (reason, usage, "Run 'dockerup --help' for the options."))), file=sys.stderr)
         return EXIT_FATAL

@@ -15,6 +15,7 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     py_modules=["dockerup"],
-    install_requires=["sh>=2", "jsonschema>=4.18", "requests>=2", "docopt-ng>=0.9"],
+    # The oldest releases that work (dockerup.OLDEST_RELEASES); docopt-ng is docopt's successor.
+    install_requires=["sh>=1.14.2", "jsonschema>=4.0", "requests>=2.25", "docopt-ng>=0.9"],
     entry_points={"console_scripts": ["dockerup = dockerup:main"]},
 )

@@ -35,6 +35,19 @@ TEST_LABEL = "dockerup-test"  # on every container a test makes by hand
 ENGINE = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "engine: needs the Docker engine (every test that uses the engine fixture)")
+    config.addinivalue_line("markers", "pypi: installs pinned releases from PyPI into a venv of its own")
+
+
+def pytest_collection_modifyitems(items):
+    """`-m "not engine and not pypi"` selects the tests that need neither an engine nor
+    a network: those run on every supported Python."""
+    for item in items:
+        if "engine" in item.fixturenames:
+            item.add_marker(pytest.mark.engine)
+
+
 def docker(*args, check=True, timeout=120):
     result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
@@ -150,9 +163,10 @@ def wait_for_port(port, timeout=20):
 
 
 class Registry:
-    """Debian's docker-registry on loopback: push and pull need no TLS there."""
+    """Debian's docker-registry on loopback: push and pull need no TLS there. With
+    `htpasswd` (the path of an htpasswd file), every request needs a login."""
 
-    def __init__(self, root):
+    def __init__(self, root, htpasswd=None):
         self.root = Path(root)
         self.port = free_port()
         self.address = f"localhost:{self.port}"
@@ -161,7 +175,9 @@ class Registry:
             "version: 0.1\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'data'}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n"
-            "log:\n  level: error\n")  # the access log, one line a request, is written all the same
+            + (f"auth:\n  htpasswd:\n    realm: dockerup-test\n    path: {htpasswd}\n" if htpasswd else "")
+            # The access log, one line a request, is written at any level.
+            + "log:\n  level: error\n")
         self.log = open(self.root / "registry.log", "w")
         self.process = None
         self.start()

@@ -121,8 +121,7 @@ def test_a_failed_replacement_leaves_no_new_volume_behind(host, db_image):
 def bad_image():
     """An image whose command fails at once, with a layer of its own."""
     tag = f"{LOCAL}/bad-{uuid.uuid4().hex[:6]}:1"
-    build_image(tag, tag, "echo cannot start; exit 1")
-    yield tag
+    yield tag, build_image(tag, tag, "echo cannot start; exit 1")
     docker("rmi", "-f", tag, check=False)
 
 
@@ -133,11 +132,15 @@ def test_a_bad_image_is_tried_once_and_then_left_alone(host, registry, bad_image
     host.configure(pull="true")
     host.converge()
     good = host.inspect("web")["Id"]
-    registry.push(bad_image, f"{repository}:latest")
-    docker("tag", IMAGE, reference)
+    tag, bad_id = bad_image
+    registry.push(tag, f"{repository}:latest")
+    docker("tag", IMAGE, reference)  # the host still has the good image under the tag ...
+    docker("rmi", "-f", bad_id)  # ... and has never seen the bad one
+    mark = len(registry.requests())
 
     first = host.run()
     assert first.returncode == 1
+    assert any("/blobs/" in request for request in registry.downloads(repository, mark)), "the first run downloads it"
     assert "replacement of web failed: exited with exit code 1; its last output: 'cannot start'" in first.stderr
     assert host.inspect("web")["Id"] == good and host.inspect("web")["State"]["Running"]
     started, mark = started_at("web"), len(registry.requests())
@@ -171,18 +174,18 @@ def test_a_bad_image_is_tried_once_and_then_left_alone(host, registry, bad_image
 def test_a_failed_update_is_tried_again_after_its_back_off(host, bad_image):
     host.spec("web.json", name="web", env={"V": "1"})
     host.converge()
-    host.spec("web.json", name="web", image=bad_image)
+    host.spec("web.json", name="web", image=bad_image[0])
     assert host.run().returncode == 1
     assert host.run().returncode == 0
     # Ten minutes pass (the first back-off)
-    state = json.loads((host.cache / "state.json").read_text())
+    memory = host.cache / f"state.{host.scope}.json"
+    state = json.loads(memory.read_text())
     state["failures"]["web"]["at"] -= 601
-    (host.cache / "state.json").write_text(json.dumps(state))
+    memory.write_text(json.dumps(state))
     result = host.run()
     assert result.returncode == 1
-    assert "web: trying again the update to " + bad_image in result.stderr
-    state = json.loads((host.cache / "state.json").read_text())
-    assert state["failures"]["web"]["attempts"] == 2
+    assert "web: trying again the update to " + bad_image[0] in result.stderr
+    assert json.loads(memory.read_text())["failures"]["web"]["attempts"] == 2
 
 
 # ---- probation ---------------------------------------------------------------------------

@@ -92,9 +92,10 @@ class Bench:
         self.confdir = workdir / "containers.d"
         self.confdir.mkdir()
         self.config = workdir / "dockerup.conf"
-        # settle=0: compose does not wait for a replacement either; the default 2 s
-        # is a deliberate pause, not a cost.
-        self.config.write_text(f"confdir={self.confdir}\ncache={workdir / 'cache'}\npull=false\nsettle=0\n")
+        # settle=0 and probation=0: compose neither waits for a replacement nor keeps
+        # the container it replaced; dockerup's defaults are deliberate pauses, not costs.
+        self.config.write_text(f"confdir={self.confdir}\ncache={workdir / 'cache'}\npull=false\nsettle=0\n"
+                               "probation=0\n")
         self.compose_file = workdir / "docker-compose.json"  # YAML reads JSON
         self.project = f"{self.run_id}-compose"
         self.dockerup = self.find_dockerup()
