@@ -3711,6 +3711,8 @@ def action_event(action, declared, images):
     label = action.spec.label if hasattr(action, "spec") else name
     kind = {CreateContainer: "created", ReplaceContainer: "updated", UpdateContainer: "updated-in-place",
             RollBack: "rolled-back"}.get(type(action))
+    if isinstance(action, ReplaceContainer) and action.want.pinned and action.old.image_id != action.want.image_id:
+        kind = "rolled-back"  # to the image a rollback pinned
     if isinstance(action, RemoveContainer):
         declared_identities = {spec.identity for spec in declared.specs}
         kind = "removed" if action.container.identity not in declared_identities else None

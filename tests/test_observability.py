@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import dockerup
-from conftest import ENGINE, IMAGE, LOCAL, build_image, docker, free_port, wait_until
+from conftest import ENGINE, IMAGE, IMAGE_2, LOCAL, build_image, docker, free_port, wait_until
 from faults_support import assert_clean_output, changing_commands
 
 SECRET = "s3cr3t-" + uuid.uuid4().hex[:8]
@@ -389,6 +389,23 @@ def test_a_rollback_on_probation_is_told_once(host, hooks):
     bodies = hooks.bodies("/hook")
     assert [events(body) for body in bodies] == [[("created", web)], [("updated", web)], [("rolled-back", web)]]
     assert bodies[2]["events"][0]["reason"] == "it exited with code 2 after the update"
+
+
+def test_a_rollback_by_hand_after_probation_is_told_as_one(host, hooks):
+    tag = f"{LOCAL}/told-{uuid.uuid4().hex[:8]}:latest"
+    docker("tag", IMAGE, tag)
+    web = host.name("web")
+    host.configure(notify=hooks.url("/hook"))
+    host.spec("web.json", name=web, image=tag)
+    host.converge()
+    docker("tag", IMAGE_2, tag)
+    host.converge()
+    host.converge("rollback", web)
+    bodies = hooks.bodies("/hook")
+    assert [events(body) for body in bodies] == [[("created", web)], [("updated", web)], [("rolled-back", web)]]
+    assert bodies[2]["events"][0]["imageId"] == image_id(IMAGE)
+    assert bodies[2]["events"][0]["reason"] == f"rolled back by hand to {image_id(IMAGE)[7:19]} (dockerup rollback)"
+    docker("rmi", tag, check=False)
 
 
 def test_a_problem_is_told_once_while_it_stands(host, hooks, tmp_path):
