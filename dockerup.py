@@ -2112,6 +2112,7 @@ class Container:
     mounts: tuple = ()  # Mounts
     declared_volumes: frozenset = frozenset()  # Config.Volumes: the image's VOLUMEs and anonymous -v PATH
     resources: dict = field(default_factory=lambda: resource_settings({}))  # IN_PLACE_FIELDS, as docker has them
+    image: str = ""  # the image reference it was created from (Config.Image)
 
     @property
     def alive(self):
@@ -2172,7 +2173,8 @@ def parse_containers(inspect_json):
             created=parse_docker_time(item.get("Created")), started_at=parse_docker_time(state.get("StartedAt")),
             restart_count=item.get("RestartCount") or 0, network_mode=host_config.get("NetworkMode") or "",
             volumes_from=tuple(host_config.get("VolumesFrom") or ()), mounts=mounts,
-            declared_volumes=frozenset(config.get("Volumes") or ()), resources=resources))
+            declared_volumes=frozenset(config.get("Volumes") or ()), resources=resources,
+            image=config.get("Image") or ""))
     return containers
 
 
@@ -3442,10 +3444,11 @@ def owner_of(problem, specs):
     return None
 
 
-def image_reference(images, image_id):
-    """How to call an image in a message: its first tag or digest, else its short id."""
-    refs = images.refs_by_id.get(image_id) or images.digests_by_id.get(image_id) or ()
-    return refs[0] if refs else short_id(image_id or "")
+def image_reference(container, images):
+    """How to call a container's image: the reference it was created from, else a tag
+    or digest of its image, else the image's short id."""
+    refs = images.refs_by_id.get(container.image_id) or images.digests_by_id.get(container.image_id) or ()
+    return container.image or (refs[0] if refs else short_id(container.image_id))
 
 
 @dataclass(frozen=True)
@@ -3571,7 +3574,7 @@ def container_status(container, images, pending, next_step=None):
         "declared": False, "state": container.status if container else "missing",
         "exitCode": container.exit_code if container and container.status in ("exited", "dead") else None,
         "health": container.health or None if container else None,
-        "image": image_reference(images, container.image_id) if container else None,
+        "image": image_reference(container, images) if container else None,
         "imageId": container.image_id if container else None, "containerId": container.id if container else None,
         "startedAt": iso_time(container.started_at) if container and container.started_at else None,
         "source": container.labels.get(LABEL_SOURCE) if container and container.managed else None,
@@ -3583,7 +3586,7 @@ def container_status(container, images, pending, next_step=None):
 
 
 def outcome_name(outcome):
-    return outcome.name.lower().replace("_", "-") if outcome else None
+    return outcome.name.lower().replace("_", "") if outcome else None  # ROLL_BACK: "rollback", as its action
 
 
 STATUS_COLUMNS = (("NAME", "name"), ("STATE", "state"), ("HEALTH", "health"), ("IMAGE", "image"),
@@ -3675,7 +3678,7 @@ def action_subject(action, images):
     if isinstance(action, RemoveImage):
         return None, action.refs[0], action.image_id
     container = action.kept if isinstance(action, RollBack) else action.container
-    return container.name, image_reference(images, container.image_id), container.image_id
+    return container.name, image_reference(container, images), container.image_id
 
 
 # ---- Notifications ------------------------------------------------------------------------

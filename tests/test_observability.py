@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import dockerup
 from conftest import ENGINE, IMAGE, IMAGE_2, LOCAL, build_image, docker, free_port, wait_until
-from faults_support import assert_clean_output, changing_commands
+from faults_support import Wrapper, assert_clean_output, changing_commands
 
 SECRET = "s3cr3t-" + uuid.uuid4().hex[:8]
 
@@ -452,6 +452,16 @@ def test_a_dead_or_slow_url_costs_at_most_the_bound(host, hooks):
         f"http://127.0.0.1:{dead.split(':')[2].split('/')[0]}/...: [Errno 111] Connection refused")
     assert "secret" not in result.stderr
     assert host.running_ids().keys() == {web}, "notifications never change what is converged"
+
+
+def test_a_no_op_run_with_metrics_and_notify_makes_three_docker_calls(host, hooks, tmp_path):
+    host.configure(metrics=tmp_path / "dockerup.prom", notify=hooks.url("/hook"))
+    host.spec("web.json", name=host.name("web"))
+    host.converge()
+    wrapper = Wrapper(tmp_path / "calls", match="none")
+    host.converge(env=wrapper.env)
+    assert sorted(call.split()[2] for call in wrapper.calls()) == ["images", "inspect", "ps"]
+    assert len(hooks.posts) == 1
 
 
 # ---- The memory keeps it --------------------------------------------------------------------------
