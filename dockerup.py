@@ -41,7 +41,8 @@ Options:
                       atomically (node_exporter textfile) [default none].
   --notify URL        After a run in which something happened, POST a JSON
                       summary to this webhook; repeatable [default none].
-  --show-secrets      Show env values in logs and --dry-run output (masked as ***).
+  --show-secrets      Show env and log option values in logs and --dry-run
+                      output (masked as ***).
   --user-data FILE    validate: also check this user-data document.
   -v, --verbose       Also log read-only docker commands, and tracebacks.
   -h, --help          Show this help.
@@ -351,49 +352,148 @@ def did_you_mean(word, candidates):
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+class NotRegularFile(OSError):
+    pass
+
+
+def open_regular_file(path, flags):
+    """Open without blocking on a FIFO where a file is expected (a spec, a cache file)."""
+    fd = os.open(path, flags | os.O_NONBLOCK)
+    import stat
+
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(path)
+    return fd
+
+
 # ---- The cache directory ---------------------------------------------------------
 # Holds the lock and two conveniences: the last good user-data and the images
 # dockerup has used. Nothing in it decides what runs, so losing it loses nothing
 # that matters; failing to write it is a warning, not an error.
+# It is trusted only when no one but the user running dockerup can have written
+# to it: a user-data.json planted there would otherwise run as "the last good
+# user-data". So the directory must be that user's and writable by no one else,
+# and its files are never read or written through a symbolic link.
 
 
-def prepare_cache_dir(cache_dir):
+class UntrustedCache(DockerupError):
+    pass
+
+
+def trust_cache_dir(cache_dir, create=True):
+    """Check the cache directory, creating it (0700) where missing unless `create`
+    is false. Returns a descriptor of the directory, or None when it is missing
+    and was not created. Raises UntrustedCache (exit 2) before anything is read."""
+    missing, parent = [], os.path.abspath(cache_dir)
+    while not os.path.isdir(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    if missing:
+        # Others may create entries in a sticky directory (/tmp) but not move ours:
+        # mkdir is atomic, and what it made is checked below like any cache.
+        problem = untrusted_owner(parent, allow_root=True) or untrusted_mode(parent, sticky_ok=True)
+        if problem:
+            raise UntrustedCache(f"{parent}: refusing to create the cache directory {cache_dir} in it: {problem}")
+        if not create:
+            return None
+        for path in reversed(missing):
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                pass  # made meanwhile: judged below like any existing directory
+            except OSError as e:
+                raise DockerupError(f"{cache_dir}: cannot create the cache directory: {describe_os_error(e)}")
     try:
-        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        fd = os.open(cache_dir, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
-        raise DockerupError(f"{cache_dir}: cannot create the cache directory: {describe_os_error(e)}")
+        raise DockerupError(f"{cache_dir}: cannot open the cache directory: {describe_os_error(e)}")
+    problem = untrusted_owner(fd) or untrusted_mode(fd)
+    if problem:
+        os.close(fd)
+        raise UntrustedCache(f"{cache_dir}: refusing the cache directory: {problem}")
     try:
-        if os.stat(cache_dir).st_mode & 0o077:
-            os.chmod(cache_dir, 0o700)
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o700)
     except OSError as e:
         log.debug("%s: cannot restrict permissions: %s", cache_dir, describe_os_error(e))
+    return fd
+
+
+def untrusted_owner(path_or_fd, allow_root=False):
+    """Why the directory's owner cannot be trusted, or "" when it can."""
+    owner, me = os.stat(path_or_fd).st_uid, os.geteuid()
+    if owner == me or (allow_root and owner == 0):
+        return ""
+    return f"it belongs to {describe_user(owner)}, not to {describe_user(me)} running dockerup"
+
+
+def untrusted_mode(path_or_fd, sticky_ok=False):
+    """Why the directory's permissions let others write to it, or "" when they do not."""
+    import stat
+
+    mode = os.stat(path_or_fd).st_mode
+    writers = [who for who, bit in (("its group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if mode & bit]
+    if not writers or (sticky_ok and mode & stat.S_ISVTX):
+        return ""
+    return f"{' and '.join(writers)} can write to it (mode {stat.S_IMODE(mode):04o})"
+
+
+def describe_user(uid):
+    import pwd
+
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def read_cache_bytes(cache_dir, name):
+    path = os.path.join(cache_dir, name)
     try:
-        with open(os.path.join(cache_dir, name), "rb") as f:
+        with open(path, "rb", opener=lambda p, flags: open_regular_file(p, flags | os.O_NOFOLLOW)) as f:
             return f.read()
-    except OSError:
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        log.warning("%s: cannot read the cache: %s; ignored", path, describe_cache_error(e))
         return None
 
 
 def write_cache_bytes(cache_dir, name, data):
-    """Atomically, readable by its owner only."""
+    """Atomically, readable by its owner only, through a temporary file no one
+    can guess or plant a symbolic link at."""
+    import secrets
+
     path = os.path.join(cache_dir, name)
-    temporary = f"{path}.{os.getpid()}.tmp"
+    temporary = f"{path}.{secrets.token_hex(8)}.tmp"
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        log.warning("%s: cannot write the cache: %s", path, describe_os_error(e))
+        return
+    try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())  # else a power loss can leave a renamed but empty or zeroed file
-        os.replace(temporary, path)
+        os.replace(temporary, path)  # replaces a symbolic link at `path`, never follows it
     except OSError as e:
         log.warning("%s: cannot write the cache: %s", path, describe_os_error(e))
         try:
             os.unlink(temporary)
         except OSError:
             pass
+
+
+def describe_cache_error(error):
+    import errno
+
+    if isinstance(error, NotRegularFile):
+        return "not a regular file"
+    if error.errno == errno.ELOOP:
+        return "a symbolic link, which dockerup does not follow there"
+    return describe_os_error(error)
 
 
 def read_cache_list(cache_dir, name):
@@ -424,11 +524,7 @@ def host_lock(cache_dir):
     works on a read-only or full disk too. Returns the descriptor holding it."""
     import fcntl
 
-    prepare_cache_dir(cache_dir)
-    try:
-        fd = os.open(cache_dir, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as e:
-        raise DockerupError(f"{cache_dir}: cannot open the cache directory: {describe_os_error(e)}")
+    fd = trust_cache_dir(cache_dir)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -471,9 +567,9 @@ SCHEMA_TEXTS = {
     },
     "image": {
       "title": "Image",
-      "description": "Image reference, e.g. \"registry.example.com/app:1.4\". Always give a tag: an image without one means \":latest\".",
+      "description": "Image reference, e.g. \"registry.example.com/app:1.4\": a lowercase repository (with a registry host first where it is not Docker Hub), a tag of letters, digits, '_', '.' and '-' (at most 128), and optionally a digest. Always give a tag: an image without one means \":latest\".",
       "type": "string",
-      "pattern": "^[a-z0-9][a-z0-9._:/@-]*[a-zA-Z0-9._-]$",
+      "pattern": "^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$",
       "maxLength": 512
     },
     "cpu": {
@@ -612,7 +708,7 @@ SCHEMA_TEXTS = {
         "required": ["hostname", "ipAddress"],
         "properties": {
           "hostname": {"type": "string", "pattern": "^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$"},
-          "ipAddress": {"type": "string", "description": "An IPv4 or IPv6 address."}
+          "ipAddress": {"type": "string", "description": "An IPv4 or IPv6 address, or \"host-gateway\": the host's address on docker's default bridge (docker 20.10 or later)."}
         }
       }
     },
@@ -689,7 +785,7 @@ SCHEMA_TEXTS = {
       "description": "A TCP or UDP port, 1 to 65535, as a number or a string of digits.",
       "anyOf": [
         {"type": "integer", "minimum": 1, "maximum": 65535},
-        {"type": "string", "pattern": "^[0-9]+$"}
+        {"type": "string", "pattern": "^[0-9]{1,5}$"}
       ]
     },
     "portMapping": {
@@ -901,6 +997,32 @@ class DuplicateKey(ValueError):
     pass
 
 
+class UnusableNumber(ValueError):
+    """A number Python's json module reads but nothing after it can use."""
+
+
+def reject_constant(name):
+    raise UnusableNumber(f"{name} is not a JSON value")
+
+
+def finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise UnusableNumber(f"the number {short_text(text)} is too large")
+    return value
+
+
+def bounded_int(text):
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+        raise UnusableNumber(f"a number of {len(text)} digits is too large") from None
+
+
+def short_text(text, limit=20):
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse_json_document(data, where, size=None):
     """Bytes to a JSON value, or a Problem saying precisely why not. `size` is
     the file's, when only the first SPEC_FILE_LIMIT + 1 bytes were read."""
@@ -913,17 +1035,23 @@ def parse_json_document(data, where, size=None):
     if not text.strip():
         return Problem(where, "empty file; expected a JSON object")
     try:
-        document = json.loads(text, object_pairs_hook=reject_duplicate_keys)
+        document = json.loads(text, object_pairs_hook=reject_duplicate_keys, parse_constant=reject_constant,
+                              parse_float=finite_float, parse_int=bounded_int)
     except DuplicateKey as e:
         return Problem(where, f"duplicate key {str(e)!r}: JSON would silently keep only the last value")
     except json.JSONDecodeError as e:
         return Problem(where, f"line {e.lineno}, column {e.colno}: invalid JSON: {e.msg}")
+    except UnusableNumber as e:
+        return Problem(where, f"invalid JSON: {e}")
     except RecursionError:
         return Problem(where, "invalid JSON: nested too deeply")
     # Python parses ~990 levels, but every later step (the schema, messages,
     # hashing) recurses too and would fail a few frames further down.
     if json_depth(document) > MAX_JSON_DEPTH:
         return Problem(where, "invalid JSON: nested too deeply")
+    if has_lone_surrogate(document):
+        # JSON's \ud800 escapes name half a UTF-16 pair: no text, and no command line, can carry it.
+        return Problem(where, "invalid JSON: a \\u escape names half of a UTF-16 surrogate pair, which is no character")
     return document
 
 
@@ -939,6 +1067,21 @@ def json_depth(value):
             deepest = max(deepest, depth)
             pending.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
     return deepest
+
+
+def has_lone_surrogate(value):
+    pending = [value]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if re.search("[\ud800-\udfff]", value):
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def json_type_name(value):
@@ -981,6 +1124,9 @@ PATTERN_HINTS = {
     "logDriver": "must be a log driver name such as \"json-file\" or \"syslog\"",
     "links.*": "must be an alias: a letter or digit, then letters, digits, '_', '.' or '-'",
 }
+
+# Schema fields (as schema_field names them) whose values are never quoted in a message.
+SECRET_FIELDS = ("env", "env.*", "options", "options.*")
 
 TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
               "object": "an object", "array": "an array", "null": "null"}
@@ -1032,8 +1178,8 @@ def schema_error_lines(error, path_prefix=""):
         return [(path, f"missing required field {key!r}") for key in missing]
     if kind == "type":
         words = [TYPE_WORDS[t] for t in ([expected] if isinstance(expected, str) else expected)]
-        # An env value is a secret even when it has the wrong type: say the type only.
-        got = json_type_name(instance) if schema_field(error) == "env.*" else describe_value(instance)
+        # env and log options hold secrets even when given the wrong type: say the type only.
+        got = json_type_name(instance) if schema_field(error) in SECRET_FIELDS else describe_value(instance)
         return [(path, f"expected {' or '.join(words)}, got {got}")]
     if kind == "const":
         return [(path, f"{short_json(instance)} is not supported; the only value is {short_json(expected)}")]
@@ -1114,12 +1260,16 @@ def schema_problems(validator, document, where, path_prefix=""):
 
 
 def parse_size(text):
-    """docker's RAMInBytes: a number with an optional k/m/g/t/p unit (powers of 1024)."""
+    """docker's RAMInBytes: a number with an optional k/m/g/t/p unit (powers of 1024).
+    In decimal arithmetic, so that a size of 400 digits is too large for docker, not
+    infinite; sizes beyond any docker can hold come back as 2**64."""
+    from decimal import Decimal
+
     match = SIZE_RE.match(text)
     if not match:
         return None
     number, unit = match.groups()
-    return int(float(number) * 1024 ** "bkmgtp".index(unit.lower() or "b"))
+    return int(min(Decimal(number) * 1024 ** "bkmgtp".index(unit.lower() or "b"), Decimal(2 ** 64)))
 
 
 def split_argv(value):
@@ -1156,14 +1306,15 @@ def check_spec(spec):
     if problems:
         return problems
     for key in ("memory", "memoryReservation"):
-        if key in doc and (parse_size(doc[key]) or 0) < DOCKER_MIN_MEMORY:
+        size = parse_size(doc[key]) if key in doc else None
+        if size is not None and size < DOCKER_MIN_MEMORY:
             bad(key, f"{doc[key]!r} is below docker's minimum of 6m")
+        elif size is not None and size > DOCKER_MAX_BYTES:
+            bad(key, f"{doc[key]!r} is more than docker can represent")
     if not problems and "memory" in doc and "memoryReservation" in doc:
         if parse_size(doc["memoryReservation"]) > parse_size(doc["memory"]):
             bad("memoryReservation", f"{doc['memoryReservation']!r} is above memory {doc['memory']!r}; "
                                      "docker refuses a reservation above the limit")
-    if (parse_size(doc.get("memory", "0")) or 0) > DOCKER_MAX_BYTES:
-        bad("memory", f"{doc['memory']!r} is more than docker can represent")
     if len(doc.get("hostname", "")) > HOST_NAME_MAX:
         bad("hostname", f"is {len(doc['hostname'])} characters long; Linux allows at most {HOST_NAME_MAX}")
     for index, domain in enumerate(doc.get("dnsSearchDomains", [])):
@@ -1191,21 +1342,23 @@ def check_spec(spec):
             bad(f"volumes[{index}].mode", "applies only with hostPath or from; an anonymous volume is always rw")
         elif "containerPath" in volume and volume["containerPath"].rstrip("/") == "":
             bad(f"volumes[{index}].containerPath", "cannot be /: docker mounts nothing over the root")
-    seen_ports = set()
+    bound = []  # (address or None for every address, port, protocol) of each fixed host port
     for index, mapping in enumerate(doc.get("portMappings", [])):
         for key in ("containerPort", "hostPort"):
             if key in mapping and not 1 <= int(mapping[key]) <= 65535:
                 bad(f"portMappings[{index}].{key}", f"{mapping[key]} is not a port number from 1 to 65535")
         if "hostIp" in mapping and not is_ip_address(mapping["hostIp"]):
             bad(f"portMappings[{index}].hostIp", f"{mapping['hostIp']!r} is not an IPv4 or IPv6 address")
-        if "hostPort" in mapping:
-            key = (int(mapping["hostPort"]), mapping.get("protocol", "tcp"))
-            if key in seen_ports:
-                bad(f"portMappings[{index}].hostPort", f"host port {key[0]}/{key[1]} is mapped twice")
-            seen_ports.add(key)
+        elif "hostPort" in mapping:
+            binding = (bound_address(mapping.get("hostIp")), int(mapping["hostPort"]), mapping.get("protocol", "tcp"))
+            if any(ports_clash(binding, other) for other in bound):
+                where = f" on {mapping['hostIp']}" if binding[0] else ""
+                bad(f"portMappings[{index}].hostPort", f"host port {binding[1]}/{binding[2]}{where} is mapped twice")
+            bound.append(binding)
     for index, host in enumerate(doc.get("extraHosts", [])):
-        if not is_ip_address(host["ipAddress"]):
-            bad(f"extraHosts[{index}].ipAddress", f"{host['ipAddress']!r} is not an IPv4 or IPv6 address")
+        if host["ipAddress"] != HOST_GATEWAY and not is_ip_address(host["ipAddress"]):
+            bad(f"extraHosts[{index}].ipAddress", f"{host['ipAddress']!r} is not an IPv4 or IPv6 address, "
+                                                  f"or {HOST_GATEWAY}")
     for index, server in enumerate(doc.get("dnsServers", [])):
         if not is_ip_address(server):
             bad(f"dnsServers[{index}]", f"{server!r} is not an IPv4 or IPv6 address")
@@ -1245,6 +1398,25 @@ def is_search_domain(domain):
 SELF_REFERENCE = {"network": "a container cannot share its own network",
                   "links": "a container cannot link to itself",
                   "volumes": "a container cannot take volumes from itself"}
+
+
+HOST_GATEWAY = "host-gateway"  # docker's name for the host's address on its default bridge
+
+
+def bound_address(text):
+    """The address a published port binds, or None for every address."""
+    import ipaddress
+
+    if not text:
+        return None
+    address = ipaddress.ip_address(text)
+    return None if address.is_unspecified else address
+
+
+def ports_clash(one, other):
+    """Whether two host ports (address, port, protocol) cannot both be bound: one
+    port on two addresses can, but not on an address and on every address."""
+    return one[1:] == other[1:] and (one[0] == other[0] or None in (one[0], other[0]))
 
 
 def is_ip_address(text):
@@ -1289,21 +1461,6 @@ def load_confdir(confdir):
     return docs, problems
 
 
-class NotRegularFile(OSError):
-    pass
-
-
-def open_regular_file(path, flags):
-    """Open without blocking on a FIFO that merely has a .json name."""
-    fd = os.open(path, flags | os.O_NONBLOCK)
-    import stat
-
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise NotRegularFile(path)
-    return fd
-
-
 def validate_confdir_docs(docs, memo=None):
     """(where, document) pairs from confdir to Specs and Problems."""
     specs, problems = [], []
@@ -1341,12 +1498,15 @@ def image_repository(image):
 
 
 def normalize_image_ref(image):
-    """The form `docker images` lists: no docker.io prefix, ":latest" made explicit."""
+    """The form `docker images` lists, as the docker CLI shortens Docker Hub names:
+    no docker.io (or index.docker.io) registry, no library/ before an official
+    image's name, and ":latest" made explicit."""
     name, at, digest = image.partition("@")
-    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-            break
+    registry, slash, rest = name.partition("/")
+    if slash and registry in ("docker.io", "index.docker.io"):
+        name = rest
+    if name.startswith("library/") and name.count("/") == 1:
+        name = name[len("library/"):]
     if at:
         return f"{name.rsplit(':', 1)[0] if ':' in name.rsplit('/', 1)[-1] else name}@{digest}"
     if ":" not in name.rsplit("/", 1)[-1]:
@@ -1444,6 +1604,9 @@ def assign_identities(specs):
 IMDS_ENDPOINT = "http://169.254.169.254"
 IMDS_DEADLINE = 5.0  # seconds for the whole lookup, retries included
 IMDS_ATTEMPTS = 3
+# The token request's share of the deadline: a container beyond the instance's hop
+# limit never gets its answer, and must have time left to ask with IMDSv1.
+IMDS_TOKEN_WAIT = 1.0
 USER_DATA_CACHE = "user-data.json"
 
 
@@ -1460,7 +1623,8 @@ def metadata_endpoint():
 
 def fetch_user_data(endpoint, deadline=IMDS_DEADLINE):
     """The user-data bytes, or None when the instance has none (HTTP 404).
-    IMDSv2 first; IMDSv1 only where the token request is refused with a 4xx.
+    IMDSv2 first; IMDSv1 only where the token request is refused with a 4xx or
+    not answered within its share of the deadline, as the AWS SDKs do.
     The deadline bounds the whole lookup. requests' timeouts bound each socket
     read only, so a service answering a byte at a time would outlast them: the
     lookup runs in a worker thread that is abandoned at the deadline."""
@@ -1483,6 +1647,23 @@ def fetch_user_data(endpoint, deadline=IMDS_DEADLINE):
     return outcome["data"]
 
 
+def imds_token_headers(session, endpoint, wait):
+    """The IMDSv2 token header; none (IMDSv1) where the token request is refused
+    with a 4xx or, once connected, not answered within `wait` seconds."""
+    import requests
+
+    try:
+        token = session.put(f"{endpoint}/latest/api/token", timeout=wait,
+                            headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"})
+    except requests.ReadTimeout:
+        return {}
+    if token.status_code == 200:
+        return {"X-aws-ec2-metadata-token": token.text}
+    if 400 <= token.status_code < 500:
+        return {}
+    raise requests.HTTPError(f"token request answered HTTP {token.status_code}")
+
+
 def fetch_user_data_with_retries(endpoint, deadline):
     requests = dependency("requests")
 
@@ -1494,15 +1675,8 @@ def fetch_user_data_with_retries(endpoint, deadline):
         remaining = give_up - time.monotonic()
         if remaining <= 0.05:
             break
-        timeouts = (min(1.0, remaining), remaining)
         try:
-            token = session.put(f"{endpoint}/latest/api/token", timeout=timeouts,
-                                headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"})
-            headers = {}
-            if token.status_code == 200:
-                headers["X-aws-ec2-metadata-token"] = token.text
-            elif not 400 <= token.status_code < 500:
-                raise requests.HTTPError(f"token request answered HTTP {token.status_code}")
+            headers = imds_token_headers(session, endpoint, min(IMDS_TOKEN_WAIT, deadline / 3, remaining))
             remaining = give_up - time.monotonic()
             response = session.get(f"{endpoint}/latest/user-data", headers=headers,
                                    timeout=(min(1.0, max(remaining, 0.05)), max(remaining, 0.05)))
@@ -1716,6 +1890,29 @@ def each(flag, values):
     return [item for value in values for item in (flag, value)]
 
 
+# Variables the docker CLI itself reads: its daemon and configuration (DOCKER_*), proxies,
+# the Go runtime's settings and certificates, and, where the CLI is linked against the C
+# library (Debian's docker.io), the dynamic loader's (LD_*) and the resolver's. Given to
+# the CLI as values they would change how it behaves, so these few stay on the command
+# line, masked in logs.
+CLI_ENVIRONMENT = frozenset({
+    "HOME", "PATH", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+    "GODEBUG", "GOGC", "GOMAXPROCS", "GOMEMLIMIT", "GOTRACEBACK",
+    "GLIBC_TUNABLES", "LOCALDOMAIN", "RES_OPTIONS", "HOSTALIASES"})
+CLI_ENVIRONMENT_PREFIXES = ("DOCKER_", "LD_")
+
+
+def read_by_docker_cli(key):
+    return key in CLI_ENVIRONMENT or key.startswith(CLI_ENVIRONMENT_PREFIXES)
+
+
+def env_flags(env):
+    """`--env KEY`: docker takes the value from its own environment (run_environment),
+    so no value is on a command line, where ps shows it to every user of the host."""
+    return each("--env", [f"{key}={env_text(env[key])}" if read_by_docker_cli(key) else key for key in sorted(env)])
+
+
 # Spec field -> the docker run flags that give the container that setting, in the
 # order they appear on the command line. The table in docs/specs.md mirrors this.
 FIELD_FLAGS = {
@@ -1736,7 +1933,7 @@ FIELD_FLAGS = {
     "dnsSearchDomains": lambda v: each("--dns-search", v),
     "portMappings": lambda v: each("--publish", [publish_argument(m) for m in v]),
     "volumes": lambda v: [flag for volume in v for flag in volume_flags(volume)],
-    "env": lambda v: each("--env", [f"{k}={env_text(v[k])}" for k in sorted(v)]),
+    "env": env_flags,
     "dockerLabels": lambda v: each("--label", [f"{k}={v[k]}" for k in sorted(v)]),
     "logConfiguration": lambda v: ["--log-driver", v["logDriver"]] + each(
         "--log-opt", [f"{k}={o}" for k, o in sorted(v.get("options", {}).items())]),
@@ -1772,6 +1969,12 @@ def run_argv(spec, name=None, labels=None, image=None, carry=()):
     for path in sorted(carried.keys() - {v.get("containerPath") for v in spec.doc.get("volumes", [])}):
         argv += ["--volume", f"{carried[path]}:{path}"]
     return argv + [image or spec.image] + container_arguments(spec.doc)
+
+
+def run_environment(spec):
+    """The variables the `docker run` of run_argv needs in docker's environment."""
+    env = spec.doc.get("env", {})
+    return {key: env_text(value) for key, value in env.items() if not read_by_docker_cli(key)}
 
 
 def short_hash(value, length):
@@ -1924,16 +2127,22 @@ UPDATE_FLAGS = {
 }
 
 
-def display_command(argv, show_secrets=False):
-    """The shell-quoted command line, env values masked unless asked otherwise."""
-    return " ".join(shell_quote(word) for word in (argv if show_secrets else masked_argv(argv)))
+def display_command(argv, show_secrets=False, env=None):
+    """The shell-quoted command line, with the values of env variables and log
+    options masked unless asked otherwise. Shown, the variables given to docker
+    in `env` become an `env NAME=VALUE ...` prefix: the line still runs as it ran."""
+    if show_secrets:
+        shown = ["env", *(f"{key}={value}" for key, value in sorted(env.items())), *argv] if env else list(argv)
+    else:
+        shown = masked_argv(argv)
+    return " ".join(shell_quote(word) for word in shown)
 
 
 def masked_argv(argv):
-    """argv with the value of each NAME=VALUE after --env written ***."""
+    """argv with the value of each NAME=VALUE after --env or --log-opt written ***."""
     shown = list(argv)
     for index in range(1, len(shown)):
-        if shown[index - 1] in ("--env", "-e") and "=" in shown[index]:
+        if shown[index - 1] in ("--env", "-e", "--log-opt") and "=" in shown[index]:
             shown[index] = shown[index].split("=", 1)[0] + "=***"
     return shown
 
@@ -2018,10 +2227,11 @@ class Docker:
         `tolerate(result)` may accept a non-zero exit."""
         return self._run(args, logging.DEBUG, timeout, tolerate).stdout
 
-    def change(self, *args, reason, timeout=None):
+    def change(self, *args, reason, timeout=None, env=None):
         """A command that changes the host. In --dry-run it is printed on standard
-        output with its reason as a comment, and not run."""
-        line = display_command(self.prefix + list(args), self.show_secrets)
+        output with its reason as a comment, and not run. `env` adds variables to
+        docker's environment (values of `--env NAME`, kept off the command line)."""
+        line = display_command(self.prefix + list(args), self.show_secrets, env)
         if self.dry_run and self.journal is not None:
             self.journal.append(masked_argv(self.prefix + [str(a) for a in args]))
             return ""
@@ -2029,12 +2239,12 @@ class Docker:
             print(f"{line}  # {reason}", file=self.out, flush=True)
             return ""
         log.info("$ %s  # %s", line, reason)
-        return self._run(args, None, timeout).stdout
+        return self._run(args, None, timeout, env=env).stdout
 
-    def _run(self, args, log_level, timeout=None, tolerate=None):
+    def _run(self, args, log_level, timeout=None, tolerate=None, env=None):
         sh = dependency("sh", knows_sh_options)
         argv = self.prefix + [str(a) for a in args]
-        command = display_command(argv, self.show_secrets)
+        command = display_command(argv, self.show_secrets, env)
         if log_level is not None:
             log.log(log_level, "$ %s", command)
         if self.executable is None:
@@ -2043,11 +2253,13 @@ class Docker:
         self.calls += 1
         try:
             # sh's own _timeout polls, adding ~80 ms to every call: a timer kills instead.
-            process = sh.Command(self.executable)(*argv[1:], **SH_OPTIONS)
+            # Variables for `--env NAME` join docker's environment; without them it inherits dockerup's.
+            environment = {"_env": {**os.environ, **env}} if env else {}
+            process = sh.Command(self.executable)(*argv[1:], **SH_OPTIONS, **environment)
         except (OSError, sh.ForkException) as e:
             # sh reports a failed exec (E2BIG: an argument over 128 KiB) as ForkException.
             reason = describe_os_error(e) if isinstance(e, OSError) else first_line(str(e).split("OSError:")[-1])
-            raise DockerError(display_command(argv, self.show_secrets), f"cannot run {self.executable}: {reason}")
+            raise DockerError(command, f"cannot run {self.executable}: {reason}")
         timer = threading.Timer(timeout, kill_quietly, (process,))
         timer.start()
         try:
@@ -3186,7 +3398,7 @@ class Executor:
         spec, labels = action.spec, action.want.labels
         try:
             self.docker.change(*run_argv(spec, labels=labels, image=action.want.image),
-                               reason=f"{action.reason} ({spec.label})")
+                               reason=f"{action.reason} ({spec.label})", env=run_environment(spec))
         except DockerError as e:
             self.remove_half_created(labels)
             raise ActionFailed(f"cannot create {spec.label}: {e.detail}")
@@ -3233,7 +3445,7 @@ class Executor:
         why = f"replace {spec.label}, eager: {action.reason}"
         try:
             new = self.docker.change(*run_argv(spec, name=temporary, labels=labels, image=action.want.image,
-                                               carry=action.carry), reason=why).strip()
+                                               carry=action.carry), reason=why, env=run_environment(spec)).strip()
         except DockerError as e:
             self.remove_half_created(labels)
             raise ActionFailed(f"replacement of {spec.label} did not start: {e.detail}; {old.short} keeps running",
@@ -3281,7 +3493,7 @@ class Executor:
                 done.renamed = True
             done.ran = True
             output = self.docker.change(*run_argv(spec, labels=labels, image=action.want.image, carry=action.carry),
-                                        reason=why).strip()
+                                        reason=why, env=run_environment(spec)).strip()
             done.new = spec.name or output
             self.wait_until_up(done.new, spec)
         except DockerupError as e:
@@ -4225,6 +4437,10 @@ def main(argv=None):
         stop = StopRequest()
         install_signal_handlers(stop)
         request = next((Request(kind, args["NAME"]) for kind in ("retry", "rollback") if args[kind]), None)
+        if args["status"] or config.dry_run:
+            fd = trust_cache_dir(config.cache, create=False)  # status and a dry run read the cache too
+            if fd is not None:
+                os.close(fd)
         if args["status"]:
             return show_status(config, docker)
         if config.server and not request:

@@ -11,6 +11,8 @@ needs it in every mode but "v1", as on an instance that requires IMDSv2):
   v2         the user-data document; a GET without a valid token gets 401
   v1         IMDSv1 only: the token PUT is refused (`refuse_token_with`, 403 or
              405); the GET works without a token
+  hung-token the token PUT is never answered (as for a container beyond the
+             instance's hop limit); the GET works without a token
   404        the instance has no user-data
   slow       every request waits `slow_seconds` (longer than dockerup's 5 s
              deadline), then the connection is closed without an answer
@@ -29,7 +31,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 
-MODES = ("v2", "v1", "404", "slow", "500", "malformed", "invalid", "gzip", "trickle")
+MODES = ("v2", "v1", "hung-token", "404", "slow", "500", "malformed", "invalid", "gzip", "trickle")
 TOKEN_PATH = "/latest/api/token"
 USER_DATA_PATH = "/latest/user-data"
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
@@ -136,7 +138,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         imds = self.imds
         imds.record(Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
         mode = imds.mode
-        if mode == "slow":
+        if mode == "slow" or (mode == "hung-token" and self.command == "PUT"):
             imds._released.wait(imds.slow_seconds)
             self.close_connection = True
             return
@@ -149,7 +151,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self.answer(400, b"missing " + TTL_HEADER.encode())
             return self.answer(200, imds.issue_token().encode())
         if self.command == "GET" and self.path == USER_DATA_PATH:
-            if mode != "v1" and self.headers.get(TOKEN_HEADER) not in imds.tokens:
+            if mode not in ("v1", "hung-token") and self.headers.get(TOKEN_HEADER) not in imds.tokens:
                 return self.answer(401, b"")
             if mode == "404":
                 return self.answer(404, b"not found")

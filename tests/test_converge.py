@@ -5,12 +5,16 @@ import fcntl
 import json
 import os
 import signal
+import shutil
 import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 
-from conftest import IMAGE, IMAGE_2, KEEP_RUNNING, LOCAL, TEST_LABEL, build_image, docker, leftovers, wait_until
+import pytest
+
+from conftest import ENGINE, IMAGE, IMAGE_2, KEEP_RUNNING, LOCAL, TEST_LABEL, build_image, docker, leftovers, wait_until
 
 
 def changing_commands(stderr):
@@ -423,18 +427,43 @@ def test_server_survives_an_unreachable_daemon(host):
     assert server.stderr.read().count("Cannot connect to the Docker daemon") >= 2
 
 
+# Docker Hub names as people write them, and tags with capitals: each must be the
+# image `docker images` lists, with no pull (there is no registry to pull from).
+HUB_IMAGE = "dockerup-hub-test:1"  # an official image's name, as docker lists it
+
+
+@pytest.mark.parametrize("local, written", [
+    (HUB_IMAGE, f"library/{HUB_IMAGE}"),
+    (HUB_IMAGE, f"docker.io/library/{HUB_IMAGE}"),
+    (HUB_IMAGE, f"index.docker.io/{HUB_IMAGE}"),
+    ("dockerup-test/app:V2", "dockerup-test/app:V2"),
+])
+def test_an_image_is_found_however_its_name_is_written(host, local, written):
+    web = host.name("web")
+    docker("tag", IMAGE, local)
+    try:
+        host.spec("web.json", name=web, image=written)
+        result = host.converge()
+        assert [c.split(" #")[0].split()[-1] for c in changing_commands(result.stderr)] == [written]
+        assert " pull " not in result.stderr
+        assert host.inspect(web)["Image"] == docker("image", "inspect", "--format", "{{.Id}}", IMAGE).strip()
+        assert changing_commands(host.converge().stderr) == []
+    finally:
+        docker("rmi", local, check=False)
+
+
 def test_dry_run_prints_commands_and_changes_nothing(host):
     host.spec("web.json", name="web", env={"TOKEN": "s3cret"})
     result = host.run("--dry-run")
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("docker -H unix:///var/run/docker.sock run --detach --name web --label dockerup.id=web ")
-    assert "--env 'TOKEN=***'" in lines[0] and lines[0].endswith(f"{IMAGE}  # absent (web)")
+    assert lines[0].startswith(f"docker -H {ENGINE} run --detach --name web --label dockerup.id=web ")
+    assert " --env TOKEN " in lines[0] and lines[0].endswith(f"{IMAGE}  # absent (web)")
     assert "s3cret" not in result.stdout + result.stderr
     assert host.managed() == {}
     shown = host.run("--dry-run", "--show-secrets")
-    assert "--env TOKEN=s3cret" in shown.stdout
+    assert shown.stdout.startswith("env TOKEN=s3cret docker -H ")
 
 
 def test_dry_run_lines_run_as_printed(host):
@@ -445,11 +474,74 @@ def test_dry_run_lines_run_as_printed(host):
     assert changing_commands(host.converge().stderr) == []
 
 
+def test_dry_run_lines_without_secrets_run_as_printed_with_the_variables_exported(host):
+    web = host.name("web")
+    host.spec("web.json", name=web, env={"TOKEN": "s3cret", "N": 2})
+    printed = host.run("--dry-run").stdout
+    assert "s3cret" not in printed
+    subprocess.run(["bash", "-c", printed], check=True, capture_output=True,
+                   env={**os.environ, "TOKEN": "s3cret", "N": "2"})
+    assert env_of(host.inspect(web))["TOKEN"] == "s3cret"
+    assert changing_commands(host.converge().stderr) == []
+
+
 def test_secrets_never_reach_the_log(host):
-    host.spec("web.json", name="web", env={"PASSWORD": "hunter2"})
+    host.spec("web.json", name="web", env={"PASSWORD": "hunter2", "HTTPS_PROXY": "http://u:hunter3@proxy:3128"})
     result = host.converge("-v")
-    assert "hunter2" not in result.stderr
-    assert "--env 'PASSWORD=***'" in result.stderr
+    assert "hunter2" not in result.stderr and "hunter3" not in result.stderr
+    assert " --env PASSWORD " in result.stderr and " --env 'HTTPS_PROXY=***' " in result.stderr
+    assert {key: value for key, value in env_of(host.inspect("web")).items() if key in ("PASSWORD", "HTTPS_PROXY")} \
+        == {"PASSWORD": "hunter2", "HTTPS_PROXY": "http://u:hunter3@proxy:3128"}
+
+
+def env_of(inspect):
+    return dict(item.split("=", 1) for item in inspect["Config"]["Env"] or [])
+
+
+def command_lines():
+    """What ps shows every user of the host: every process's command line."""
+    lines = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            lines.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            pass  # the process ended meanwhile
+    return lines
+
+
+def test_env_values_are_on_no_command_line(host, tmp_path):
+    """A docker stand-in waits before running the real `docker run`, so the test can
+    read every command line while it is on one: the values are in none of them."""
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    web = host.name("web")
+    host.spec("web.json", name=web, env={"TOKEN": secret, "MOTTO": f"also {secret}"})
+    stand_in = tmp_path / "bin" / "docker"
+    stand_in.parent.mkdir()
+    stand_in.write_text(f'#!/bin/sh\ncase " $* " in *" run "*) sleep 2;; esac\nexec {shutil.which("docker")} "$@"\n')
+    stand_in.chmod(0o755)
+    run = subprocess.Popen(host.command(), stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "PATH": f"{stand_in.parent}:{os.environ['PATH']}"})
+    waiting = wait_until(lambda: [line for line in command_lines() if " run --detach " in line and str(stand_in) in line],
+                         what="the docker run")
+    seen = command_lines()
+    assert run.wait(timeout=60) == 0, run.stderr.read()
+    assert " --env MOTTO --env TOKEN " in waiting[0]
+    assert [line for line in seen if secret in line] == []
+    assert env_of(host.inspect(web))["TOKEN"] == secret
+
+
+def test_log_option_values_are_masked_unless_shown(host):
+    secret = f"T0KEN-{uuid.uuid4().hex}"
+    web = host.name("web")
+    host.spec("web.json", name=web, logConfiguration={"logDriver": "splunk", "options": {
+        "splunk-url": "http://127.0.0.1:1", "splunk-token": secret, "splunk-verify-connection": "false"}})
+    dry = host.run("--dry-run")
+    assert "--log-opt 'splunk-token=***'" in dry.stdout and secret not in dry.stdout + dry.stderr
+    shown = host.run("--dry-run", "--show-secrets")
+    assert f"--log-opt splunk-token={secret}" in shown.stdout
+    ran = host.converge("-v")
+    assert "--log-opt 'splunk-token=***'" in ran.stderr and secret not in ran.stderr
+    assert host.inspect(web)["HostConfig"]["LogConfig"]["Config"]["splunk-token"] == secret
 
 
 def test_relative_original_default_remote_works_from_any_directory(host, tmp_path):

@@ -25,7 +25,7 @@ class RecordingDocker:
     def __init__(self, states=("running",), fail=None):
         self.commands, self.states, self.fail = [], list(states), fail or {}
 
-    def change(self, *args, reason):
+    def change(self, *args, reason, env=None):
         self.commands.append(list(args))
         for prefix, detail in self.fail.items():
             if " ".join(args).startswith(prefix):

@@ -476,6 +476,128 @@ def test_a_corrupt_cache_file_is_not_fatal(host, name, content):
     assert_converged_quietly(host)
 
 
+# A cache someone else could write to is refused before anything is read or run:
+# a file planted there would be trusted (user-data.json runs as the last good user-data).
+NOBODY = 65534
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry run"])
+def test_a_cache_dir_owned_by_another_user_is_refused(host, dry_run):
+    host.cache.mkdir(mode=0o700)
+    os.chown(host.cache, NOBODY, NOBODY)
+    write_spec(host, host.name("web"))
+    result = host.run(*(["--dry-run"] if dry_run else []))
+    assert_one_problem(result, f"{host.cache}: refusing the cache directory: it belongs to nobody (uid 65534), "
+                               "not to root (uid 0) running dockerup", code=2)
+    assert result.stdout == ""
+    assert host.name("web") not in all_names()
+    assert [path.name for path in host.cache.iterdir()] == []
+
+
+@pytest.mark.parametrize("mode, writers", [(0o770, "its group"), (0o702, "others"), (0o1777, "its group and others")],
+                         ids=["group-writable", "world-writable", "sticky world-writable"])
+def test_a_cache_dir_others_can_write_to_is_refused(host, mode, writers):
+    host.cache.mkdir()
+    host.cache.chmod(mode)
+    write_spec(host, host.name("web"))
+    result = host.run()
+    assert_one_problem(result, f"{host.cache}: refusing the cache directory: {writers} can write to it "
+                               f"(mode {mode:04o})", code=2)
+    assert host.name("web") not in all_names()
+    assert stat.S_IMODE(host.cache.stat().st_mode) == mode
+
+
+@pytest.mark.parametrize("mode, owner, problem", [
+    (0o777, 0, "its group and others can write to it (mode 0777)"),
+    (0o775, 0, "its group can write to it (mode 0775)"),
+    (0o755, NOBODY, "it belongs to nobody (uid 65534), not to root (uid 0) running dockerup"),
+], ids=["world-writable", "group-writable", "another user's"])
+def test_a_cache_dir_is_not_created_in_an_untrusted_directory(host, tmp_path, mode, owner, problem):
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    parent.chmod(mode)
+    os.chown(parent, owner, owner)
+    host.configure(cache=parent / "a" / "cache")
+    write_spec(host, host.name("web"))
+    result = host.run()
+    assert_one_problem(result, f"{parent}: refusing to create the cache directory {parent}/a/cache in it: "
+                               f"{problem}", code=2)
+    assert host.name("web") not in all_names()
+    assert list(parent.iterdir()) == []
+
+
+def test_a_cache_dir_is_created_in_a_sticky_shared_directory(host, tmp_path):
+    """Like /tmp: others can create entries there, but not move or replace ours."""
+    parent = tmp_path / "tmp"
+    parent.mkdir()
+    parent.chmod(0o1777)
+    host.configure(cache=parent / "a" / "cache")
+    write_spec(host, host.name("web"))
+    host.converge()
+    assert host.name("web") in running()
+    for path in (parent / "a", parent / "a" / "cache"):
+        assert (stat.S_IMODE(path.stat().st_mode), path.stat().st_uid) == (0o700, 0)
+
+
+def test_a_cache_dir_made_meanwhile_by_another_user_in_a_sticky_directory_is_refused(host, tmp_path):
+    parent = tmp_path / "tmp"
+    parent.mkdir()
+    parent.chmod(0o1777)
+    planted = parent / "cache"
+    planted.mkdir(mode=0o700)
+    os.chown(planted, NOBODY, NOBODY)
+    host.configure(cache=planted)
+    write_spec(host, host.name("web"))
+    assert_one_problem(host.run(), f"{planted}: refusing the cache directory: it belongs to nobody", code=2)
+    assert host.name("web") not in all_names()
+
+
+def test_a_symlink_planted_at_a_cache_file_is_neither_read_nor_written_through(host, tmp_path):
+    """The memory file says which images dockerup used (and may remove): a link in its
+    place is not read, and the next write replaces the link, not what it points to."""
+    import dockerup
+
+    write_spec(host, host.name("web"))
+    host.converge()
+    memory = host.cache / dockerup.memory_file(host.scope)
+    outside = tmp_path / "outside.json"
+    outside.write_bytes(memory.read_bytes())
+    memory.unlink()
+    memory.symlink_to(outside)
+    before = outside.read_bytes()
+    write_spec(host, host.name("api"))
+    result = host.run()
+    assert_clean_output(result)
+    assert result.returncode == 0, result.stderr
+    assert (f"{memory}: cannot read the cache: a symbolic link, which dockerup does not follow there; "
+            "ignored") in result.stderr
+    assert outside.read_bytes() == before
+    assert not memory.is_symlink() and json.loads(memory.read_text())
+
+
+def test_cache_writes_never_follow_a_symlink(tmp_path, monkeypatch):
+    """The temporary file is named unguessably and created only where nothing is:
+    a link planted at the name the previous release used ({name}.{pid}.tmp), or
+    at the name itself, leaves the link's target alone."""
+    import dockerup
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    (cache / f"images.json.{os.getpid()}.tmp").symlink_to(victim)
+    (cache / "images.json").symlink_to(victim)
+    dockerup.write_cache_bytes(str(cache), "images.json", b"[]")
+    assert victim.read_text() == "precious"
+    assert (cache / "images.json").read_bytes() == b"[]" and not (cache / "images.json").is_symlink()
+
+    monkeypatch.setattr("secrets.token_hex", lambda n: "guessed")
+    (cache / "validated.json.guessed.tmp").symlink_to(victim)
+    dockerup.write_cache_bytes(str(cache), "validated.json", b"[]")
+    assert victim.read_text() == "precious"
+    assert not (cache / "validated.json").exists()
+
+
 # ---- A spec that turns invalid while its container runs ----------------------------------
 
 def run_without_file_access(host):

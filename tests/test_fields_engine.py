@@ -4,7 +4,9 @@ One dockerup run creates one container per row of CASES (plus the containers the
 rows refer to); each test then compares that container's inspect output with what
 the spec asked for. tests/test_translate.py holds the argv side of the same fields."""
 
+import os
 import socket
+import subprocess
 
 import pytest
 
@@ -36,7 +38,7 @@ SOME_PORT = SomePort()
 
 def case(id, fragment, expected):
     """A container "fe-<id>" made from `fragment`, and {inspect path: value} it must show.
-    "{tmp}", "{tcp_port}", "{udp_port}", "{local_port}" and "{target_id}" are filled in
+    "{tmp}", "{tcp_port}", "{udp_port}", "{local_port}", "{shared_port}" and "{target_id}" are filled in
     at run time. An expected set compares with the inspect list in any order."""
     return pytest.param(f"fe-{id}", fragment, expected, id=id)
 
@@ -98,11 +100,15 @@ CASES = [
           "NetworkSettings.Ports.9090/tcp": [{"HostIp": "127.0.0.1", "HostPort": "{local_port}"}],
           "NetworkSettings.Ports.53/udp.0.HostPort": "{udp_port}"}),
 
+    # Values reach docker in its environment, except those the docker CLI reads itself
+    # (HOME, DOCKER_*, proxies, LD_*), which are on its command line.
     case("env", {"env": {"GREETING": "hello world", "COUNT": 3, "RATIO": 0.5, "DEBUG": True, "QUIET": False,
-                         "EMPTY": "", "URL": "a=b"}},
+                         "EMPTY": "", "URL": "a=b", "my.key-1": "v", "HOME": "/data", "DOCKER_MODE": "x",
+                         "https_proxy": "http://proxy:3128", "LD_LIBRARY_PATH": "/opt/lib"}},
          # A set: docker does not keep the order of --env flags.
          {"Config.Env": {"COUNT=3", "DEBUG=true", "EMPTY=", "GREETING=hello world", "QUIET=false", "RATIO=0.5",
-                         "URL=a=b"}}),
+                         "URL=a=b", "my.key-1=v", "HOME=/data", "DOCKER_MODE=x", "https_proxy=http://proxy:3128",
+                         "LD_LIBRARY_PATH=/opt/lib"}}),
 
     case("restart-always", {"restart": "always"},
          {"HostConfig.RestartPolicy": {"Name": "always", "MaximumRetryCount": 0}}),
@@ -120,6 +126,14 @@ CASES = [
     case("identity", {"hostname": "web-1", "user": "nobody", "workingDirectory": "/tmp"},
          {"Config.Hostname": "web-1", "Config.User": "nobody", "Config.WorkingDir": "/tmp"}),
     case("user-uid-gid", {"user": "65534:65534"}, {"Config.User": "65534:65534"}),
+    # One host port on two addresses is two bindings, not a duplicate.
+    case("ports-two-addresses", {"portMappings": [
+        {"containerPort": 80, "hostPort": "{shared_port}", "hostIp": "127.0.0.1"},
+        {"containerPort": 81, "hostPort": "{shared_port}", "hostIp": "127.0.0.2"}]},
+         {"NetworkSettings.Ports.80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "{shared_port}"}],
+          "NetworkSettings.Ports.81/tcp": [{"HostIp": "127.0.0.2", "HostPort": "{shared_port}"}]}),
+    case("host-gateway", {"extraHosts": [{"hostname": "gw.local", "ipAddress": "host-gateway"}]},
+         {"HostConfig.ExtraHosts": ["gw.local:host-gateway"]}),
     case("name-resolution", {"extraHosts": [{"hostname": "db.local", "ipAddress": "10.0.0.5"},
                                             {"hostname": "v6.local", "ipAddress": "fd00::5"}],
                              "dnsServers": ["10.0.0.2", "fd00::2"], "dnsSearchDomains": ["example.com", "corp"]},
@@ -190,7 +204,7 @@ def converged(engine, tmp_path_factory):
     for directory in ("rw", "ro", "host"):
         (root / directory).mkdir()
     places = {"tmp": str(root), "tcp_port": str(free_port()), "udp_port": str(free_udp_port()),
-              "local_port": str(free_port())}
+              "local_port": str(free_port()), "shared_port": str(free_port())}
     host = Host(root / "host")
     for name, fragment in SUPPORT.items():
         # First in the confdir, so they exist before any case signals them.
@@ -226,6 +240,13 @@ def test_engine_got_the_setting(converged, name, fragment, expected):
     assert found == expected
 
 
+def test_host_gateway_is_the_hosts_address(converged):
+    """docker 20.10 and later write the host's address on the default bridge."""
+    hosts = docker("exec", "fe-host-gateway", "cat", "/etc/hosts").splitlines()
+    addresses = [line.split()[0] for line in hosts if line.split()[1:] == ["gw.local"]]
+    assert len(addresses) == 1 and dockerup.is_ip_address(addresses[0]), hosts
+
+
 def test_privileged(host):
     """Privileged containers cannot start on every machine (a sandboxed engine lacking a
     capability fails with "unable to apply caps"), so this one is only created, from
@@ -235,6 +256,18 @@ def test_privileged(host):
     assert argv[:2] == ["run", "--detach"]
     docker("create", *argv[2:])
     assert host.inspect("fe-privileged")["HostConfig"]["Privileged"] is True
+
+
+def test_docker_takes_env_values_from_its_environment(host):
+    """What dockerup relies on to keep values off command lines: `--env NAME` takes
+    the value docker itself was given, even empty, and leaves a NAME it lacks unset."""
+    environment = {**os.environ, "FE_PRESENT": "s3cret value", "FE_EMPTY": ""}
+    environment.pop("FE_ABSENT", None)
+    result = subprocess.run(["docker", "run", "--rm", "--label", "dockerup-test=1", "--env", "FE_PRESENT", "--env",
+                             "FE_EMPTY", "--env", "FE_ABSENT", IMAGE, "env"], env=environment, check=True,
+                            capture_output=True, text=True)
+    assert sorted(line for line in result.stdout.splitlines() if line.startswith("FE_")) == [
+        "FE_EMPTY=", "FE_PRESENT=s3cret value"]
 
 
 def test_health_duration_docker_can_parse(host):

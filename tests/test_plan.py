@@ -198,6 +198,27 @@ def test_pulls_follow_the_global_and_per_spec_settings():
     assert dockerup.plan_pulls(specs, images, no_pull) == {"missing:1": "image missing locally"}
 
 
+@pytest.mark.parametrize("image, listed", [
+    ("nginx:1.25", "nginx:1.25"),
+    ("library/nginx:1.25", "nginx:1.25"),
+    ("docker.io/library/nginx:1.25", "nginx:1.25"),
+    ("docker.io/nginx:1.25", "nginx:1.25"),
+    ("index.docker.io/nginx:1.25", "nginx:1.25"),
+    ("index.docker.io/library/nginx", "nginx:latest"),
+    ("docker.io/team/app", "team/app:latest"),
+    # library/ is dropped only before an official image's one-word name, as docker does.
+    ("library/team/app:1", "library/team/app:1"),
+    ("docker.io/library/team/app:1", "library/team/app:1"),
+    ("localhost:5000/library/app:1", "localhost:5000/library/app:1"),
+    ("registry.example.com/docker.io/app:1", "registry.example.com/docker.io/app:1"),
+    ("library/nginx@sha256:" + "a" * 64, "nginx@sha256:" + "a" * 64),
+])
+def test_image_references_are_the_names_docker_images_lists(image, listed):
+    assert dockerup.normalize_image_ref(image) == listed
+    images = state(images={listed: IMAGE_ID}).images
+    assert images.resolve(image) == IMAGE_ID
+
+
 def test_identity_of_unnamed_specs_is_their_file_or_position_in_user_data():
     specs = dockerup.assign_identities([
         Spec({"image": "registry.example.com:5000/app:1"}, "/etc/dockerup/containers.d/a.json", "confdir"),

@@ -213,10 +213,12 @@ def test_hostile_strings_reach_docker_as_single_items(doc, data):
     value, arg = data.draw(nasty, "env value"), data.draw(nasty, "command argument")
     doc = {**doc, "env": {**doc.get("env", {}), "HOSTILE": value}, "command": ["echo", arg, value]}
     doc.pop("entrypoint", None)
-    argv = dockerup.run_argv(spec_of(doc))
-    assert f"HOSTILE={value}" in argv
+    spec = spec_of(doc)
+    argv, environment = dockerup.run_argv(spec), dockerup.run_environment(spec)
+    assert environment["HOSTILE"] == value and "HOSTILE" in argv
     assert argv[-3:] == ["echo", arg, value]
-    assert shell_words(dockerup.display_command(argv, show_secrets=True)) == argv
+    shown = shell_words(dockerup.display_command(argv, show_secrets=True, env=environment))
+    assert shown == ["env", *(f"{key}={value}" for key, value in sorted(environment.items())), *argv]
 
 
 @examples(300)
@@ -224,9 +226,10 @@ def test_hostile_strings_reach_docker_as_single_items(doc, data):
 def test_env_values_never_reach_the_displayed_command(doc, data):
     secret = f"S3CRET{uuid.uuid4().hex}" + data.draw(nasty)
     env = {**doc.get("env", {}), "TOKEN": secret, "OTHER": data.draw(env_values)}
-    argv = dockerup.run_argv(spec_of({**doc, "env": env}))
-    shown = shell_words(dockerup.display_command(argv))
-    assert "TOKEN=***" in shown and "OTHER=***" in shown
+    spec = spec_of({**doc, "env": env})
+    argv = dockerup.run_argv(spec)
+    shown = shell_words(dockerup.display_command(argv, env=dockerup.run_environment(spec)))
+    assert "TOKEN" in shown and "OTHER" in shown
     assert not any(secret in item for item in shown)
 
 

@@ -95,13 +95,13 @@ CASES = [
     case("ports-in-order", {"portMappings": [{"containerPort": 81}, {"containerPort": 80, "hostPort": 8080}]},
          ["--publish", "81/tcp", "--publish", "8080:80/tcp"]),
 
-    case("env-sorted", {"env": {"HOME": "/data", "API_KEY": "XXX123"}},
-         ["--env", "API_KEY=XXX123", "--env", "HOME=/data"]),
-    case("env-json-text", {"env": {"COUNT": 3, "RATIO": 0.5, "BIG": 1e100, "ON": True, "OFF": False, "NEG": -2}},
-         ["--env", "BIG=1e+100", "--env", "COUNT=3", "--env", "NEG=-2", "--env", "OFF=false", "--env", "ON=true",
-          "--env", "RATIO=0.5"]),
-    case("env-raw-values", {"env": {"EMPTY": "", "EQUALS": "a=b", "SPACES": " x  y ", "NEWLINE": "1\n2"}},
-         ["--env", "EMPTY=", "--env", "EQUALS=a=b", "--env", "NEWLINE=1\n2", "--env", "SPACES= x  y "]),
+    # Values go in docker's environment (ENVIRONMENT_CASES below), never on the command
+    # line, except for the few variables the docker CLI reads itself.
+    case("env-sorted", {"env": {"WORKERS": 4, "API_KEY": "XXX123"}}, ["--env", "API_KEY", "--env", "WORKERS"]),
+    case("env-read-by-the-docker-cli", {"env": {"HOME": "/data", "DOCKER_HOST": "tcp://x:2375", "no_proxy": "*",
+                                                "LD_PRELOAD": "/x.so", "TOKEN": "s"}},
+         ["--env", "DOCKER_HOST=tcp://x:2375", "--env", "HOME=/data", "--env", "LD_PRELOAD=/x.so", "--env", "TOKEN",
+          "--env", "no_proxy=*"]),
 
     case("restart-always", {"restart": "always"}, ["--restart", "always"]),
     case("restart-unless-stopped", {"restart": "unless-stopped"}, ["--restart", "unless-stopped"]),
@@ -166,6 +166,24 @@ def test_run_argv(fragment, flags, after_image):
     assert run_argv(**fragment) == ["run", "--detach", *flags, IMAGE, *after_image]
 
 
+ENVIRONMENT_CASES = [
+    pytest.param({}, {}, id="no env"),
+    pytest.param({"API_KEY": "XXX123", "HOME": "/data", "DOCKER_CONFIG": "/x", "HTTPS_PROXY": "http://p:3128"},
+                 {"API_KEY": "XXX123"}, id="only what the docker CLI does not read"),
+    pytest.param({"COUNT": 3, "RATIO": 0.5, "BIG": 1e100, "ON": True, "OFF": False, "NEG": -2},
+                 {"BIG": "1e+100", "COUNT": "3", "NEG": "-2", "OFF": "false", "ON": "true", "RATIO": "0.5"},
+                 id="JSON text"),
+    pytest.param({"EMPTY": "", "EQUALS": "a=b", "SPACES": " x  y ", "NEWLINE": "1\n2", "my.key-1": "v"},
+                 {"EMPTY": "", "EQUALS": "a=b", "SPACES": " x  y ", "NEWLINE": "1\n2", "my.key-1": "v"},
+                 id="raw values"),
+]
+
+
+@pytest.mark.parametrize("env, environment", ENVIRONMENT_CASES)
+def test_run_environment(env, environment):
+    assert dockerup.run_environment(dockerup.Spec({"image": IMAGE, "env": env}, "x.json", "confdir")) == environment
+
+
 @pytest.mark.parametrize("fragment, flags, after_image", CASES)
 def test_field_flags_are_the_flags_before_the_image(fragment, flags, after_image):
     """field_flags is run_argv without --name (which is not a field's translation)."""
@@ -201,7 +219,7 @@ def test_whole_spec_golden():
     }, "web.json", "confdir")
     assert dockerup.run_argv(spec, labels={"dockerup.id": "web", "dockerup.hash": "abc"}) == [
         "run", "--detach", "--name", "web", "--label", "dockerup.id=web", "--label", "dockerup.hash=abc",
-        "--memory", "256m", "--restart", "always", "--publish", "80:8080/tcp", "--env", "A=1", "--env", "B=2",
+        "--memory", "256m", "--restart", "always", "--publish", "80:8080/tcp", "--env", "A", "--env", "B",
         "--entrypoint", "/app/run", IMAGE, "--verbose", "--port", "8080",
     ]
 
@@ -410,26 +428,36 @@ def test_changed_fields_of_a_container_without_the_label():
 
 # ---- display_command --------------------------------------------------------------
 
-SECRET_SPEC = dockerup.Spec({"image": IMAGE, "name": "web", "env": {"API_KEY": "XXX123", "GREETING": "hello world"},
+SECRET_SPEC = dockerup.Spec({"image": IMAGE, "name": "web",
+                             "env": {"API_KEY": "XXX123", "GREETING": "hello world", "HOME": "/data"},
+                             "logConfiguration": {"logDriver": "splunk", "options": {"splunk-token": "T0KEN"}},
                              "dockerLabels": {"team": "web"}}, "web.json", "confdir")
 
 
-def test_display_command_masks_env_values():
+def test_display_command_masks_env_values_and_log_options():
+    """Env values are not on the command line at all (docker reads them from its
+    environment), except those the docker CLI reads itself: masked, like log options."""
     argv = ["docker", "-H", "unix:///var/run/docker.sock", *dockerup.run_argv(SECRET_SPEC)]
-    assert dockerup.display_command(argv) == (
-        "docker -H unix:///var/run/docker.sock run --detach --name web --env 'API_KEY=***' "
-        f"--env 'GREETING=***' --label team=web {IMAGE}")
+    environment = dockerup.run_environment(SECRET_SPEC)
+    assert dockerup.display_command(argv, env=environment) == (
+        "docker -H unix:///var/run/docker.sock run --detach --name web --env API_KEY --env GREETING "
+        f"--env 'HOME=***' --label team=web --log-driver splunk --log-opt 'splunk-token=***' {IMAGE}")
 
 
 def test_display_command_show_secrets():
+    """Shown, the values docker gets in its environment become an `env` prefix."""
     argv = ["docker", *dockerup.run_argv(SECRET_SPEC)]
-    assert dockerup.display_command(argv, show_secrets=True) == (
-        f"docker run --detach --name web --env API_KEY=XXX123 --env 'GREETING=hello world' --label team=web {IMAGE}")
+    assert dockerup.display_command(argv, show_secrets=True, env=dockerup.run_environment(SECRET_SPEC)) == (
+        "env API_KEY=XXX123 'GREETING=hello world' docker run --detach --name web --env API_KEY --env GREETING "
+        f"--env HOME=/data --label team=web --log-driver splunk --log-opt splunk-token=T0KEN {IMAGE}")
 
 
 def test_display_command_is_a_shell_command_for_the_same_argv():
     """What the log shows, pasted into a shell, runs exactly the argv dockerup ran."""
     import shlex
 
-    argv = ["docker", *run_argv(command="sh -c 'echo \"$HOME\"; exit 3'", env={"A": "it's"})]
-    assert shlex.split(dockerup.display_command(argv, show_secrets=True)) == argv
+    spec = dockerup.Spec({"image": IMAGE, "command": "sh -c 'echo \"$HOME\"; exit 3'", "env": {"A": "it's"}},
+                         "x.json", "confdir")
+    argv = ["docker", *dockerup.run_argv(spec)]
+    shown = dockerup.display_command(argv, show_secrets=True, env=dockerup.run_environment(spec))
+    assert shlex.split(shown) == ["env", "A=it's", *argv]

@@ -7,6 +7,7 @@ still converges everything else."""
 
 import gzip
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -89,6 +90,18 @@ def test_imdsv1_is_used_where_the_token_request_is_refused(host, imds, refusal):
     result = run_aws(host, imds)
     assert result.returncode == 0, result.stderr
     assert set(host.running_ids()) == {"api"}
+    assert [(r.method, r.path) for r in imds.requests] == [("PUT", TOKEN_PATH), ("GET", USER_DATA_PATH)]
+    assert imds.requests[1].header(TOKEN_HEADER) is None
+
+
+def test_imdsv1_is_used_where_the_token_request_hangs(host, imds):
+    """On first boot, a container beyond the hop limit never gets the token: the
+    lookup must not spend its whole deadline waiting for it."""
+    imds.mode = "hung-token"
+    imds.document = {"containers": [container(host.name("api"))]}
+    result = run_aws(host, imds)
+    assert result.returncode == 0, result.stderr
+    assert set(host.running_ids()) == {host.name("api")}
     assert [(r.method, r.path) for r in imds.requests] == [("PUT", TOKEN_PATH), ("GET", USER_DATA_PATH)]
     assert imds.requests[1].header(TOKEN_HEADER) is None
 
@@ -274,6 +287,39 @@ def test_the_cached_document_is_private(host, imds, existing_mode):
     assert json.loads(cached.read_bytes()) == imds.document
 
 
+def planted_user_data(host):
+    """A user-data document in the cache that no metadata service ever served."""
+    host.cache.mkdir(mode=0o700, exist_ok=True)
+    planted = host.cache / dockerup.USER_DATA_CACHE
+    planted.write_text(json.dumps({"containers": [container(host.name("planted"), privileged=True,
+                                                            volumes=[{"hostPath": "/", "containerPath": "/host"}])]}))
+    return planted
+
+
+def test_user_data_planted_in_a_cache_of_another_user_is_never_run(host, imds):
+    planted_user_data(host)
+    os.chown(host.cache, 65534, 65534)
+    imds.mode = "500"
+    result = run_aws(host, imds)
+    assert result.returncode == 2
+    assert logged(result, "ERROR") == [f"{host.cache}: refusing the cache directory: it belongs to nobody "
+                                       "(uid 65534), not to root (uid 0) running dockerup"]
+    assert host.managed() == {} and imds.requests == []
+
+
+def test_user_data_planted_as_a_symlink_is_never_run(host, imds, tmp_path):
+    outside = planted_user_data(host).rename(tmp_path / "elsewhere.json")
+    (host.cache / dockerup.USER_DATA_CACHE).symlink_to(outside)
+    imds.mode = "500"
+    result = run_aws(host, imds)
+    assert result.returncode == 1
+    assert logged(result, "WARNING") == [f"{host.cache / dockerup.USER_DATA_CACHE}: cannot read the cache: a symbolic "
+                                         "link, which dockerup does not follow there; ignored"]
+    assert logged(result, "ERROR")[1] == ("user-data: no earlier good user-data is cached: containers from user-data "
+                                          "are left as they are")
+    assert host.managed() == {}
+
+
 # ---- dockerup validate --user-data FILE ---------------------------------------------
 
 GOOD = json.dumps({"containers": [container("api")]}).encode()
@@ -359,6 +405,13 @@ def test_fetch_user_data(imds, mode, refusal, expected):
         data = gzip.decompress(data)
         expected = gzip.decompress(expected)
     assert data == expected
+
+
+def test_fetch_waits_for_a_hung_token_request_a_share_of_the_deadline(imds):
+    imds.mode, imds.document = "hung-token", DOCUMENT
+    started = time.monotonic()
+    assert dockerup.fetch_user_data(imds.endpoint) == json.dumps(DOCUMENT).encode()
+    assert time.monotonic() - started < 3
 
 
 def test_fetch_does_not_fall_back_to_imdsv1_when_the_service_fails(imds):

@@ -74,6 +74,15 @@ DOCUMENT_CASES = [
     pytest.param({"web.json": b" " * (1024 * 1024 + 1)},
                  "<dir>/web.json: 1048577 bytes is too large; the limit is 1048576 bytes", id="too large"),
     pytest.param({"web.json": "[" * 100_000}, "<dir>/web.json: invalid JSON: nested too deeply", id="nested too deeply"),
+    # Numbers Python's json module reads but nothing after it could use.
+    pytest.param({"web.json": '{"image": "app:1", "cpu": 1%s}' % ("0" * 5000)},
+                 "<dir>/web.json: invalid JSON: a number of 5001 digits is too large", id="too many digits"),
+    pytest.param({"web.json": '{"image": "app:1", "healthCheck": {"command": "true", "interval": 1e400}}'},
+                 "<dir>/web.json: invalid JSON: the number 1e400 is too large", id="number too large"),
+    pytest.param({"web.json": '{"image": "app:1", "healthCheck": {"command": "true", "interval": NaN}}'},
+                 "<dir>/web.json: invalid JSON: NaN is not a JSON value", id="NaN"),
+    pytest.param({"web.json": '{"image": "app:1", "env": {"A": -Infinity}}'},
+                 "<dir>/web.json: invalid JSON: -Infinity is not a JSON value", id="Infinity"),
 ]
 
 
@@ -98,7 +107,13 @@ SPEC_CASES = [
     (web(name=5), "name: expected a string, got a number 5"),
     ({"web.json": {"image": ["app:1"]}}, 'image: expected a string, got an array ["app:1"]'),
     (web(privileged="yes"), 'privileged: expected true or false, got a string "yes"'),
-    (web(env=["A=1"]), 'env: expected an object, got an array ["A=1"]'),
+    # env holds secrets whatever its type: no value is quoted.
+    (web(env=["A=s3cret"]), "env: expected an object, got an array"),
+    (web(env="TOKEN=s3cret"), "env: expected an object, got a string"),
+    (web(env=[{"name": "TOKEN", "value": "s3cret"}]), "env: expected an object, got an array"),  # ECS's form
+    (web(env={"A": ["s3cret"]}), "env.A: expected a string or a number or true or false, got an array"),
+    (web(logConfiguration={"logDriver": "splunk", "options": {"splunk-token": 12345}}),
+     'logConfiguration.options["splunk-token"]: expected a string, got a number'),
     (web(env={"A": None}), "env.A: expected a string or a number or true or false, got null"),
     (web(volumes={}), "volumes: expected an array, got an object {}"),
     (web(command=5), "command: expected a string or an array, got a number 5"),
@@ -124,12 +139,27 @@ SPEC_CASES = [
      'portMappings[0].containerPort: "http" must be a port number from 1 to 65535'),
     (web(portMappings=[{"containerPort": 80, "hostPort": 8080}, {"containerPort": 81, "hostPort": "8080"}]),
      "portMappings[1].hostPort: host port 8080/tcp is mapped twice"),
+    (web(portMappings=[{"containerPort": 80, "hostPort": 8080, "hostIp": "127.0.0.1"},
+                       {"containerPort": 81, "hostPort": 8080, "hostIp": "127.0.0.1"}]),
+     "portMappings[1].hostPort: host port 8080/tcp on 127.0.0.1 is mapped twice"),
+    # Every address includes each one.
+    (web(portMappings=[{"containerPort": 80, "hostPort": 8080}, {"containerPort": 81, "hostPort": 8080, "hostIp": "::1"}]),
+     "portMappings[1].hostPort: host port 8080/tcp on ::1 is mapped twice"),
+    (web(portMappings=[{"containerPort": "0" * 5000 + "80"}]),
+     f'portMappings[0].containerPort: "{"0" * 56}... must be a port number from 1 to 65535'),
     (web(network="host", portMappings=[{"containerPort": 80}]),
      "portMappings: cannot be used with network 'host' (docker refuses or ignores it)"),
     # memory
     (web(memory="512x"), 'memory: "512x" must be a size with a unit such as "512m" or "2g"'),
     (web(memory="4m"), "memory: '4m' is below docker's minimum of 6m"),
     (web(memoryReservation="1k"), "memoryReservation: '1k' is below docker's minimum of 6m"),
+    # Too large for docker's 64 bits, or for floating point: reported, not a crash.
+    (web(memory="8192p"), "memory: '8192p' is more than docker can represent"),
+    (web(memory="1" + "0" * 400 + "m"), f"memory: '1{'0' * 400}m' is more than docker can represent"),
+    (web(memoryReservation="1" + "0" * 400 + "m"),
+     f"memoryReservation: '1{'0' * 400}m' is more than docker can represent"),
+    (web(memory="64m", memoryReservation="9" * 30 + "g"),
+     f"memoryReservation: '{'9' * 30}g' is more than docker can represent"),
     # container names
     (web(name="my web"), f'name: "my web" {NAME_RULE}'),
     (web(name="app/web"), f'name: "app/web" {NAME_RULE}'),
@@ -173,12 +203,17 @@ SPEC_CASES = [
     (web(healthCheck={"command": []}), "healthCheck.command: must not be empty"),
     # other fields with a format: each names the format, not a regular expression
     (web(image="App:1"), 'image: "App:1" is not a valid image reference such as "registry.example.com/app:1.4"'),
+    (web(image="app:-1"), 'image: "app:-1" is not a valid image reference such as "registry.example.com/app:1.4"'),
+    (web(image="app:" + "v" * 129), f'image: "app:{"v" * 52}... is not a valid image reference such as '
+                                    '"registry.example.com/app:1.4"'),
+    (web(image="app@sha256:abc"),
+     'image: "app@sha256:abc" is not a valid image reference such as "registry.example.com/app:1.4"'),
     (web(user="a:b:c"), 'user: "a:b:c" must be "user", "uid" or "uid:gid"'),
     (web(hostname="-web"), f'hostname: "-web" {HOST_NAME_HINT}'),
     (web(extraHosts=[{"hostname": "db host", "ipAddress": "10.0.0.2"}]),
      f'extraHosts[0].hostname: "db host" {HOST_NAME_HINT}'),
     (web(extraHosts=[{"hostname": "db", "ipAddress": "10.0.0"}]),
-     "extraHosts[0].ipAddress: '10.0.0' is not an IPv4 or IPv6 address"),
+     "extraHosts[0].ipAddress: '10.0.0' is not an IPv4 or IPv6 address, or host-gateway"),
     (web(dnsSearchDomains=["example com"]),
      """dnsSearchDomains[0]: "example com" must be a domain name: letters, digits, '.' and '-'"""),
     (web(logConfiguration={"logDriver": "-json"}),
@@ -274,6 +309,26 @@ def test_a_valid_directory_has_no_problems_and_ignores_what_is_not_a_spec(tmp_pa
     result, _ = declared(tmp_path, files)
     assert result.problems == []
     assert sorted(s.name for s in result.specs) == ["db", "web"]
+
+
+VALID_FIELDS = [
+    pytest.param({"image": "app:V2"}, id="capitals in a tag"),
+    pytest.param({"image": "registry.example.com:5000/team/app:Release_2.1-rc1"}, id="registry and a long tag"),
+    pytest.param({"image": "app:" + "v" * 128}, id="tag of 128 characters"),
+    pytest.param({"image": "library/nginx:1.25@sha256:" + "a" * 64}, id="tag and digest"),
+    pytest.param({"extraHosts": [{"hostname": "host.docker.internal", "ipAddress": "host-gateway"}]},
+                 id="host-gateway"),
+    pytest.param({"portMappings": [{"containerPort": 80, "hostPort": 8080, "hostIp": "127.0.0.1"},
+                                   {"containerPort": 81, "hostPort": 8080, "hostIp": "127.0.0.2"},
+                                   {"containerPort": 82, "hostPort": 8080, "hostIp": "::1"},
+                                   {"containerPort": 83, "hostPort": 8080, "protocol": "udp"}]},
+                 id="one host port on several addresses"),
+]
+
+
+@pytest.mark.parametrize("fields", VALID_FIELDS)
+def test_valid_fields_are_no_problem(tmp_path, fields):
+    assert problems(tmp_path, {"web.json": spec(**fields)}) == []
 
 
 def test_an_empty_directory_declares_nothing(tmp_path):
