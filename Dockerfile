@@ -11,8 +11,8 @@
 #
 # Both images are build arguments, so the image can be built where no public
 # registry is reachable, from a locally made base with Python and pip (see
-# tests/test_self_update.py, whose base also has setuptools, wheel and dockerup's
-# dependencies, so that pip needs no index). Otherwise pip downloads them from its
+# tests/test_self_update.py, whose base also has setuptools and dockerup's
+# dependencies, and builds without isolation, so that pip needs no index). Otherwise pip downloads them from its
 # index: where only the host can reach it, build with `docker build --network host`.
 ARG BASE_IMAGE=python:3.11-slim
 # Any image with a docker CLI at /usr/local/bin/docker (static in the official one).
@@ -22,16 +22,16 @@ FROM ${DOCKER_CLI_IMAGE} AS docker-cli
 
 FROM ${BASE_IMAGE}
 COPY --from=docker-cli /usr/local/bin/docker /usr/local/bin/docker
-# README.md is optional (setup.py reads it if present): the pattern may match nothing.
-COPY setup.py dockerup.py README.m[d] /tmp/dockerup/
+COPY pyproject.toml setup.py dockerup.py README.md LICENSE /tmp/dockerup/
 RUN pip install --no-cache-dir --disable-pip-version-check --root-user-action=ignore /tmp/dockerup \
     && rm -rf /tmp/dockerup \
     && dockerup --version && docker --version
 
-# The docker socket is bind-mounted, not declared here: a VOLUME on its path would
-# turn a forgotten -v into an empty directory instead of a clear "cannot connect".
-# The cache must be a host directory shared by every dockerup on the host: its lock
-# is what keeps two of them (say, during a self-update) from converging at once.
-VOLUME ["/etc/dockerup", "/var/cache/dockerup"]
+# No VOLUME: the docker socket, /etc/dockerup and the cache are bind-mounted from the
+# host. A VOLUME would turn a forgotten -v into an empty directory of the container's
+# own instead of a clear error; for the cache that is worse than an error: its lock
+# works only in the one host directory every dockerup on the host shares, and with a
+# volume each would have its own, so two (say, during a self-update) could converge
+# at once.
 # Options after the image name are added, e.g. `... dockerup --interval 30`.
 ENTRYPOINT ["dockerup", "--server"]

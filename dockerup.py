@@ -2,12 +2,13 @@
 """dockerup: make a Docker host run the containers its spec files declare.
 
 Usage:
-  dockerup [options] [--notify URL]...
-  dockerup retry [options] [--notify URL]... [NAME...]
-  dockerup rollback [options] [--notify URL]... NAME...
-  dockerup status [options]
+  dockerup [options] [--format FORMAT] [--notify URL]...
+  dockerup retry [options] [--format FORMAT] [--notify URL]... [NAME...]
+  dockerup rollback [options] [--format FORMAT] [--notify URL]... NAME...
+  dockerup status [options] [--format FORMAT]
   dockerup validate [options] [--user-data FILE]
-  dockerup schema [container | user-data]
+  dockerup export --format FORMAT [options]
+  dockerup schema [container | user-data | task-definition]
   dockerup -h | --help
   dockerup --version
 
@@ -35,8 +36,9 @@ Options:
   --server            Keep running: sync every interval seconds until SIGTERM.
   --dry-run           Print the docker commands a run would execute, one per
                       line with the reason as a # comment; change nothing.
-  --format FORMAT     Output of --dry-run and of status: text or json
-                      [default text].
+  --format FORMAT     status and --dry-run: text or json [default text];
+                      export: ecs (an ECS task definition) or compose (a
+                      compose file).
   --metrics FILE      After every run, write Prometheus metrics to this file,
                       atomically (node_exporter textfile) [default none].
   --notify URL        After a run in which something happened, POST a JSON
@@ -44,6 +46,8 @@ Options:
   --show-secrets      Show env and log option values in logs and --dry-run
                       output (masked as ***).
   --user-data FILE    validate: also check this user-data document.
+  --family NAME       export --format ecs: the task's family (default: this
+                      host's name).
   -v, --verbose       Also log read-only docker commands, and tracebacks.
   -h, --help          Show this help.
   --version           Show the version.
@@ -57,8 +61,11 @@ last update replaced, and pins it there until its tag moves; then it runs.
 with it (a failed update, probation, a pin, a newer image) and the last run, from
 the engine and the cache alone: it pulls nothing and changes nothing.
 `dockerup validate` checks the configuration file and every spec without
-touching the Docker engine. `dockerup schema` prints the JSON Schema of a spec
-(or of a user-data document), for editors and other validators.
+touching the Docker engine. `dockerup export` prints the declared containers as
+an ECS task definition (for aws ecs register-task-definition --cli-input-json)
+or a compose file; what does not translate is said on standard error, one line
+each. `dockerup schema` prints the JSON Schema of a spec (or of a user-data
+document, or of an ECS task definition), for editors and other validators.
 
 Exit codes:
   0  converged (validate: everything is valid; status: all as declared)
@@ -317,7 +324,7 @@ def load_config(args):
     if args.get("--notify"):
         values["notify"] = tuple(url for text in args["--notify"]
                                  for url in parse_config_value("notify", text, "--notify"))
-    output = args.get("--format") or "text"
+    output = "text" if args.get("export") else args.get("--format") or "text"  # export checks its own
     if output not in OUTPUT_FORMATS:
         raise ConfigError(f"--format: format={output!r}: expected text or json")
     if output == "json" and not (args.get("status") or args.get("--dry-run")):
@@ -574,20 +581,20 @@ SCHEMA_TEXTS = {
     },
     "cpu": {
       "title": "CPU shares",
-      "description": "Relative CPU weight (docker run --cpu-shares); 1024 is one full share.",
+      "description": "Relative CPU weight (docker run --cpu-shares); 1024 is one full share. 0, as the ECS console writes it, means docker's default.",
       "type": "integer",
-      "minimum": 2,
+      "minimum": 0,
       "maximum": 262144
     },
     "memory": {
       "title": "Memory limit",
-      "description": "Hard memory limit with a unit (docker run --memory): \"512m\", \"2g\", \"1.5g\", \"65536k\". At least 6m, docker's minimum.",
-      "$ref": "#/$defs/size"
+      "description": "Hard memory limit with a unit (docker run --memory): \"512m\", \"2g\", \"1.5g\", \"65536k\"; or a number of MiB, as ECS writes it (512). At least 6m, docker's minimum.",
+      "anyOf": [{"$ref": "#/$defs/size"}, {"type": "integer", "minimum": 6}]
     },
     "memoryReservation": {
       "title": "Memory reservation",
-      "description": "Soft memory limit with a unit (docker run --memory-reservation).",
-      "$ref": "#/$defs/size"
+      "description": "Soft memory limit with a unit (docker run --memory-reservation), or a number of MiB, as ECS writes it.",
+      "anyOf": [{"$ref": "#/$defs/size"}, {"type": "integer", "minimum": 6}]
     },
     "entrypoint": {
       "title": "Entrypoint override",
@@ -612,7 +619,7 @@ SCHEMA_TEXTS = {
     },
     "volumes": {
       "title": "Volumes",
-      "description": "Host directories (containerPath + hostPath, optional mode), anonymous volumes (containerPath only), or every volume of another declared container (from, optional mode).",
+      "description": "Host directories (containerPath + hostPath, optional mode), named docker volumes (containerPath + volume, optional mode), anonymous volumes (containerPath only), or every volume of another declared container (from, optional mode).",
       "type": "array",
       "items": {"$ref": "#/$defs/volume"}
     },
@@ -728,12 +735,13 @@ SCHEMA_TEXTS = {
       "additionalProperties": false,
       "required": ["logDriver"],
       "properties": {
-        "logDriver": {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.:/-]*$"},
+        "logDriver": {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.:/-]*$", "not": {"const": "awsfirelens"}},
         "options": {
           "type": "object",
           "propertyNames": {"minLength": 1, "pattern": "^[^=]+$"},
           "additionalProperties": {"type": "string"}
-        }
+        },
+        "secretOptions": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "#/$defs/nothing"}
       }
     },
     "healthCheck": {
@@ -778,7 +786,191 @@ SCHEMA_TEXTS = {
     "readonlyRootFilesystem": {
       "description": "Mount the container's root filesystem read-only (docker run --read-only).",
       "type": "boolean"
-    }
+    },
+    "environment": {
+      "title": "Environment, as ECS writes it",
+      "description": "The same setting as env, as a list of name/value pairs; give one of the two.",
+      "type": "array",
+      "items": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name"],
+        "properties": {
+          "name": {"type": "string", "minLength": 1, "pattern": "^[^=]+$"},
+          "value": {"type": "string", "description": "Default empty."}
+        }
+      }
+    },
+    "entryPoint": {
+      "title": "Entrypoint, as ECS writes it",
+      "description": "The same setting as entrypoint, as an exact argv; give one of the two.",
+      "type": "array",
+      "minItems": 1,
+      "items": {"type": "string"}
+    },
+    "mountPoints": {
+      "title": "Mounts of task volumes",
+      "description": "In an ECS task definition: the task's volumes (by name) to mount in this container. The same setting as volumes; give one of the two.",
+      "type": "array",
+      "items": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["sourceVolume", "containerPath"],
+        "properties": {
+          "sourceVolume": {"type": "string", "minLength": 1},
+          "containerPath": {"type": "string", "pattern": "^/[^:,]*$"},
+          "readOnly": {"type": "boolean"}
+        }
+      }
+    },
+    "volumesFrom": {
+      "title": "Volumes of other containers, as ECS writes them",
+      "description": "The same setting as volumes[].from; give volumes or volumesFrom.",
+      "type": "array",
+      "items": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["sourceContainer"],
+        "properties": {
+          "sourceContainer": {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"},
+          "readOnly": {"type": "boolean"}
+        }
+      }
+    },
+    "restartPolicy": {
+      "title": "Restart policy, as ECS writes it",
+      "description": "The same setting as restart: enabled is \"always\", with ignoredExitCodes [0] \"on-failure\", disabled \"never\"; give one of the two.",
+      "type": "object",
+      "additionalProperties": false,
+      "required": ["enabled"],
+      "properties": {
+        "enabled": {"type": "boolean"},
+        "ignoredExitCodes": {"type": "array", "items": {"type": "integer"}, "description": "Only [0] (docker's on-failure) can be honoured."},
+        "restartAttemptPeriod": {"type": "integer", "minimum": 60, "maximum": 1800, "description": "No effect: docker backs off restarts by itself."}
+      }
+    },
+    "disableNetworking": {
+      "title": "No network, as ECS writes it",
+      "description": "true is network \"none\"; give network or disableNetworking.",
+      "type": "boolean"
+    },
+    "essential": {
+      "title": "Essential to its task",
+      "description": "In an ECS task definition (default true): when an essential container cannot be started, the task's containers that come after it are not started. false, without restart: a job, left stopped once it exits, as ECS leaves a container that is not essential.",
+      "type": "boolean"
+    },
+    "dependsOn": {
+      "title": "Containers to wait for",
+      "description": "Declared containers this one starts after: START (started), HEALTHY (its healthCheck passes), COMPLETE (exited) or SUCCESS (exited 0). dockerup waits up to that container's startTimeout.",
+      "type": "array",
+      "items": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["containerName", "condition"],
+        "properties": {
+          "containerName": {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$"},
+          "condition": {"enum": ["START", "COMPLETE", "SUCCESS", "HEALTHY"]}
+        }
+      }
+    },
+    "startTimeout": {
+      "description": "Seconds the containers that depend on this one wait for its dependsOn condition (default 180, the ECS agent's).",
+      "type": "integer",
+      "minimum": 1,
+      "maximum": 86400
+    },
+    "linuxParameters": {
+      "title": "Linux settings",
+      "description": "Capabilities (docker run --cap-add, --cap-drop), devices (--device), an init process (--init), the size of /dev/shm in MiB (--shm-size) and tmpfs mounts with their size in MiB (--tmpfs).",
+      "type": "object",
+      "additionalProperties": false,
+      "properties": {
+        "capabilities": {
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {
+            "add": {"type": "array", "items": {"type": "string", "pattern": "^[A-Z][A-Z_]*$"}},
+            "drop": {"type": "array", "items": {"type": "string", "pattern": "^[A-Z][A-Z_]*$"}}
+          }
+        },
+        "devices": {
+          "type": "array",
+          "items": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["hostPath"],
+            "properties": {
+              "hostPath": {"type": "string", "pattern": "^/[^:,]*$"},
+              "containerPath": {"type": "string", "pattern": "^/[^:,]*$", "description": "Default the hostPath."},
+              "permissions": {"type": "array", "items": {"enum": ["read", "write", "mknod"]}, "description": "Default all three."}
+            }
+          }
+        },
+        "initProcessEnabled": {"type": "boolean"},
+        "sharedMemorySize": {"type": "integer", "minimum": 1, "description": "MiB."},
+        "tmpfs": {
+          "type": "array",
+          "items": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["containerPath", "size"],
+            "properties": {
+              "containerPath": {"type": "string", "pattern": "^/[^:,]*$"},
+              "size": {"type": "integer", "minimum": 1, "description": "MiB."},
+              "mountOptions": {"type": "array", "items": {"type": "string", "pattern": "^[a-z_]+(=[a-zA-Z0-9]+)?$"}}
+            }
+          }
+        },
+        "maxSwap": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "#/$defs/nothing"},
+        "swappiness": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "#/$defs/nothing"}
+      }
+    },
+    "systemControls": {
+      "description": "Kernel parameters of the container's namespaces (docker run --sysctl NAMESPACE=VALUE).",
+      "type": "array",
+      "items": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["namespace", "value"],
+        "properties": {
+          "namespace": {"type": "string", "pattern": "^[a-zA-Z0-9_][a-zA-Z0-9_./-]*$"},
+          "value": {"type": "string"}
+        }
+      }
+    },
+    "dockerSecurityOptions": {
+      "description": "Security options (docker run --security-opt): \"no-new-privileges\", \"apparmor:PROFILE\", \"label:VALUE\", \"seccomp:unconfined\" (ECS's colon or docker's '=').",
+      "type": "array",
+      "items": {"type": "string", "pattern": "^(no-new-privileges((:|=)(true|false))?|(apparmor|label)(:|=)[^\\s]+|seccomp(:|=)unconfined)$"}
+    },
+    "pseudoTerminal": {
+      "description": "Give the container a terminal (docker run --tty).",
+      "type": "boolean"
+    },
+    "interactive": {
+      "description": "Keep the container's standard input open (docker run --interactive).",
+      "type": "boolean"
+    },
+    "pidMode": {
+      "description": "\"host\" (docker run --pid host), or \"container:NAME\" to share the process namespace of another declared container.",
+      "type": "string",
+      "pattern": "^(host|container:[a-zA-Z0-9][a-zA-Z0-9_.-]+)$"
+    },
+    "ipcMode": {
+      "description": "\"host\", \"none\", \"private\", \"shareable\", or \"container:NAME\" to share the IPC namespace of another declared container, which must be \"shareable\" (docker run --ipc).",
+      "type": "string",
+      "pattern": "^(host|none|private|shareable|container:[a-zA-Z0-9][a-zA-Z0-9_.-]+)$"
+    },
+    "versionConsistency": {
+      "description": "ECS pins the image digest for a deployment; no effect on one host: dockerup follows the tag (update.pull).",
+      "enum": ["enabled", "disabled"]
+    },
+    "secrets": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "#/$defs/nothing"},
+    "environmentFiles": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "#/$defs/nothing"},
+    "repositoryCredentials": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "#/$defs/nothing"},
+    "firelensConfiguration": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "#/$defs/nothing"},
+    "resourceRequirements": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "#/$defs/nothing"},
+    "credentialSpecs": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "#/$defs/nothing"}
   },
   "$defs": {
     "port": {
@@ -796,18 +988,22 @@ SCHEMA_TEXTS = {
         "containerPort": {"$ref": "#/$defs/port"},
         "hostPort": {"$ref": "#/$defs/port"},
         "hostIp": {"type": "string", "description": "Host address to bind, e.g. \"127.0.0.1\" (default: all addresses)."},
-        "protocol": {"enum": ["tcp", "udp"], "description": "Default tcp."}
+        "protocol": {"enum": ["tcp", "udp"], "description": "Default tcp."},
+        "name": {"type": "string", "description": "ECS Service Connect's name for the mapping; no effect on one host."},
+        "appProtocol": {"enum": ["http", "http2", "grpc"], "description": "ECS Service Connect's protocol; no effect on one host."},
+        "containerPortRange": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "#/$defs/nothing"}
       }
     },
     "volume": {
       "type": "object",
       "additionalProperties": false,
-      "dependentRequired": {"hostPath": ["containerPath"]},
+      "dependentRequired": {"hostPath": ["containerPath"], "volume": ["containerPath"]},
       "properties": {
         "containerPath": {"type": "string", "pattern": "^/[^:,]*$", "description": "Absolute path inside the container."},
         "hostPath": {"type": "string", "pattern": "^/[^:,]*$", "description": "Absolute path on the host; docker creates it if missing."},
-        "mode": {"enum": ["ro", "rw"], "description": "Read-only or read-write (default rw); with hostPath or from."},
-        "from": {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$", "description": "Name of a declared container whose volumes to mount (docker run --volumes-from)."}
+        "mode": {"enum": ["ro", "rw"], "description": "Read-only or read-write (default rw); with hostPath, volume or from."},
+        "from": {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$", "description": "Name of a declared container whose volumes to mount (docker run --volumes-from)."},
+        "volume": {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$", "description": "A named docker volume to mount at containerPath; docker creates it if missing (docker run --volume NAME:PATH)."}
       }
     },
     "size": {
@@ -819,6 +1015,10 @@ SCHEMA_TEXTS = {
         {"type": "string", "minLength": 1},
         {"type": "array", "minItems": 1, "items": {"type": "string"}}
       ]
+    },
+    "nothing": {
+      "description": "An empty value, as the ECS console writes a field it leaves unused.",
+      "enum": [[], {}, "", null, false]
     }
   }
 }
@@ -836,6 +1036,110 @@ SCHEMA_TEXTS = {
       "description": "Container specs, in the same format as the files in confdir.",
       "type": "array",
       "items": {"$ref": "container.schema.json"}
+    }
+  }
+}
+""",
+    "task-definition": r"""{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "$id": "https://dockerup.dev/schema/task-definition.schema.json",
+  "title": "ECS task definition, as dockerup runs it on one host",
+  "description": "A file in confdir with containerDefinitions (or the output of aws ecs describe-task-definition, with the task definition under taskDefinition) declares each of its containers. Container definitions are container specs whose name is required. Fields that mean nothing on one host without AWS are refused unless empty; docs/ecs.md lists every ECS field.",
+  "type": "object",
+  "if": {"required": ["taskDefinition"]},
+  "then": {
+    "additionalProperties": false,
+    "properties": {
+      "taskDefinition": {"$ref": "#/$defs/taskDefinition"},
+      "tags": {"description": "The task definition's AWS tags; no effect on one host."}
+    }
+  },
+  "else": {"$ref": "#/$defs/taskDefinition"},
+  "$defs": {
+    "taskDefinition": {
+      "type": "object",
+      "additionalProperties": false,
+      "required": ["containerDefinitions"],
+      "properties": {
+        "family": {
+          "description": "The task's name; named docker volumes of task-scoped volumes are FAMILY_VOLUME. Default: the file's name without .json.",
+          "type": "string",
+          "pattern": "^[a-zA-Z0-9_-]{1,255}$"
+        },
+        "containerDefinitions": {
+          "type": "array",
+          "minItems": 1,
+          "items": {"$ref": "container.schema.json", "required": ["name"]}
+        },
+        "volumes": {
+          "description": "Volumes the containers mount by name (mountPoints): a host directory (host.sourcePath), or a named docker volume: FAMILY_NAME for an empty host or scope task, NAME for scope shared.",
+          "type": "array",
+          "items": {"$ref": "#/$defs/volume"}
+        },
+        "networkMode": {
+          "description": "The network of every container of the task: bridge (docker's default), host or none.",
+          "enum": ["bridge", "host", "none"]
+        },
+        "pidMode": {
+          "description": "host: every container sees the host's processes; task: the containers share one process namespace (the first essential container's without dependsOn).",
+          "enum": ["host", "task"]
+        },
+        "ipcMode": {
+          "description": "host, none, or task: the containers share one IPC namespace (the first essential container's without dependsOn).",
+          "enum": ["host", "task", "none"]
+        },
+        "executionRoleArn": {"description": "ECS's agent uses it to pull images and send logs; no effect on one host, where docker pulls with its own login.", "type": "string"},
+        "requiresCompatibilities": {"description": "Where ECS may place the task; no effect on one host.", "type": "array"},
+        "placementConstraints": {"description": "Which ECS instances may run the task; no effect on one host.", "type": "array"},
+        "runtimePlatform": {"description": "The platform ECS places the task on; no effect on one host.", "type": "object"},
+        "tags": {"description": "AWS tags; no effect on one host.", "type": "array"},
+        "taskDefinitionArn": {"description": "ECS's record of the registration (describe-task-definition); no effect."},
+        "revision": {"description": "ECS's record of the registration; no effect."},
+        "status": {"description": "ECS's record of the registration; no effect."},
+        "requiresAttributes": {"description": "ECS's record of the registration; no effect."},
+        "compatibilities": {"description": "ECS's record of the registration; no effect."},
+        "registeredAt": {"description": "ECS's record of the registration; no effect."},
+        "registeredBy": {"description": "ECS's record of the registration; no effect."},
+        "deregisteredAt": {"description": "ECS's record of the registration; no effect."},
+        "deleteRequestedAt": {"description": "ECS's record of the registration; no effect."},
+        "taskRoleArn": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "container.schema.json#/$defs/nothing"},
+        "cpu": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "container.schema.json#/$defs/nothing"},
+        "memory": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "container.schema.json#/$defs/nothing"},
+        "proxyConfiguration": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "container.schema.json#/$defs/nothing"},
+        "inferenceAccelerators": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "container.schema.json#/$defs/nothing"},
+        "ephemeralStorage": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "container.schema.json#/$defs/nothing"},
+        "enableFaultInjection": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "container.schema.json#/$defs/nothing"}
+      }
+    },
+    "volume": {
+      "type": "object",
+      "additionalProperties": false,
+      "required": ["name"],
+      "properties": {
+        "name": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,255}$"},
+        "host": {
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {
+            "sourcePath": {"type": "string", "pattern": "^/[^:,]*$", "description": "A host directory; without it, a docker volume scoped to the task."}
+          }
+        },
+        "dockerVolumeConfiguration": {
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {
+            "scope": {"enum": ["task", "shared"], "description": "task (default): the docker volume FAMILY_NAME; shared: the docker volume NAME, which other tasks may mount too. dockerup never removes either."},
+            "autoprovision": {"type": "boolean", "description": "No effect: docker creates a missing volume."},
+            "driver": {"const": "local", "description": "Only docker's own local driver: create other volumes yourself and mount them with scope shared."},
+            "driverOpts": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "container.schema.json#/$defs/nothing"},
+            "labels": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "container.schema.json#/$defs/nothing"}
+          }
+        },
+        "efsVolumeConfiguration": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "container.schema.json#/$defs/nothing"},
+        "s3filesVolumeConfiguration": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "container.schema.json#/$defs/nothing"},
+        "fsxWindowsFileServerVolumeConfiguration": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "container.schema.json#/$defs/nothing"},
+        "configuredAtLaunch": {"description": "ECS only; refused unless empty (docs/ecs.md says why).", "$ref": "container.schema.json#/$defs/nothing"}
+      }
     }
   }
 }
@@ -874,6 +1178,9 @@ class Spec:
     path: str = ""  # JSON path of the spec inside `where`, e.g. "containers[2]"
     identity: str = ""
     legacy_identity: str = ""  # what dockerup 0.1 called it (assign_identities)
+    task: str = ""  # the family of the ECS task definition that declares it, if any
+    task_essentials: tuple = ()  # names of that task's essential containers
+    spelling: dict = field(default_factory=dict)  # path in `doc` -> path as written (normalize_container)
 
     @property
     def name(self):
@@ -895,7 +1202,17 @@ class Spec:
     @property
     def one_shot(self):
         """A job rather than a service: once it exits 0, it is done."""
-        return self.doc.get("restart") in ("never", "on-failure")
+        return self.doc.get("restart") in ("never", "on-failure") or bool(self.stays_exited)
+
+    @property
+    def stays_exited(self):
+        """Why an exited container of this spec is left stopped, or "". ECS leaves a
+        container that is not essential stopped once it exits."""
+        if self.doc.get("restart") == "never":
+            return "restart is never"
+        if self.doc.get("essential") is False and "restart" not in self.doc:
+            return "it is not essential"
+        return ""
 
     def may_pull(self, config):
         return config.pull and self.doc.get("update", {}).get("pull", True)
@@ -905,8 +1222,30 @@ class Spec:
         """Names of the containers this one needs to exist first."""
         return list(dict.fromkeys(target for _, target in container_references(self.doc)))
 
+    @property
+    def attachments(self):
+        """Names of the containers this one refers to by id (links, volumes, namespaces):
+        when one is recreated, this container must follow it. dependsOn only orders."""
+        return list(dict.fromkeys(target for path, target in container_references(self.doc)
+                                  if not path.startswith("dependsOn")))
+
+    @property
+    def shared_namespaces(self):
+        """Names of the containers whose network, process or IPC namespace this one joins:
+        it must follow them when they are merely restarted, too."""
+        return [self.doc[key][len("container:"):] for key in NAMESPACE_FIELDS
+                if self.doc.get(key, "").startswith("container:")]
+
     def problem(self, path, message):
-        return Problem(self.where, message, join_path(self.path, path))
+        return Problem(self.where, message, join_path(self.path, self.spelled(path)))
+
+    def spelled(self, path):
+        """A path in the spec as its file spells it: "env.A" of a spec written with
+        environment is "environment[3]"."""
+        for internal in sorted(self.spelling, key=len, reverse=True):
+            if path == internal or path.startswith((internal + ".", internal + "[")):
+                return self.spelling[internal] + path[len(internal):]
+        return path
 
 
 def join_path(*parts):
@@ -925,18 +1264,22 @@ def join_path(*parts):
     return text
 
 
+NAMESPACE_FIELDS = ("network", "pidMode", "ipcMode")  # "container:NAME" joins NAME's namespace
+
+
 def container_references(doc):
     """(JSON path, container name) for every place a spec names another container:
-    volumes[].from, links, network container:NAME."""
+    volumes[].from, links, network, pidMode or ipcMode container:NAME, dependsOn."""
     references = [(f"volumes[{i}].from", v["from"]) for i, v in enumerate(doc.get("volumes", [])) if "from" in v]
     links = doc.get("links") or ()
     if isinstance(links, dict):
         references += [(join_path("links", name), name) for name in links]
     else:
         references += [(f"links[{i}]", link.split(":", 1)[0]) for i, link in enumerate(links)]
-    network = doc.get("network", "")
-    if network.startswith("container:"):
-        references.append(("network", network[len("container:"):]))
+    for key in NAMESPACE_FIELDS:
+        if doc.get(key, "").startswith("container:"):
+            references.append((key, doc[key][len("container:"):]))
+    references += [(f"dependsOn[{i}].containerName", d["containerName"]) for i, d in enumerate(doc.get("dependsOn", ()))]
     return references
 
 
@@ -1249,11 +1592,16 @@ class SchemaMemo:
 
 def schema_problems(validator, document, where, path_prefix=""):
     problems = []
+    kind = validator.schema["$id"].rsplit("/", 1)[-1].removesuffix(".schema.json")
     errors = sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
     # A value of the wrong type is one problem, not also "less than the minimum".
     mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
     errors = [e for e in errors if e.validator == "type" or tuple(e.absolute_path) not in mistyped]
     for error in errors:
+        refused = refusal(kind, error)
+        if refused:
+            problems.append(Problem(where, refused, join_path(path_prefix, *error.absolute_path)))
+            continue
         for path, message in schema_error_lines(error, path_prefix):
             problems.append(Problem(where, message, path))
     return list(dict.fromkeys(problems))
@@ -1315,6 +1663,8 @@ def check_spec(spec):
         if parse_size(doc["memoryReservation"]) > parse_size(doc["memory"]):
             bad("memoryReservation", f"{doc['memoryReservation']!r} is above memory {doc['memory']!r}; "
                                      "docker refuses a reservation above the limit")
+    if doc.get("cpu") == 1:
+        bad("cpu", "1 is below docker's minimum of 2; 0 (or no cpu) means docker's default")
     if len(doc.get("hostname", "")) > HOST_NAME_MAX:
         bad("hostname", f"is {len(doc['hostname'])} characters long; Linux allows at most {HOST_NAME_MAX}")
     for index, domain in enumerate(doc.get("dnsSearchDomains", [])):
@@ -1338,7 +1688,9 @@ def check_spec(spec):
             bad(f"volumes[{index}]", "'from' cannot be combined with containerPath or hostPath")
         elif "from" not in volume and "containerPath" not in volume:
             bad(f"volumes[{index}]", "needs containerPath (a volume) or from (another container's volumes)")
-        elif "mode" in volume and "hostPath" not in volume and "from" not in volume:
+        elif "hostPath" in volume and "volume" in volume:
+            bad(f"volumes[{index}]", "give hostPath (a host directory) or volume (a named volume), not both")
+        elif "mode" in volume and not {"hostPath", "volume", "from"} & volume.keys():
             bad(f"volumes[{index}].mode", "applies only with hostPath or from; an anonymous volume is always rw")
         elif "containerPath" in volume and volume["containerPath"].rstrip("/") == "":
             bad(f"volumes[{index}].containerPath", "cannot be /: docker mounts nothing over the root")
@@ -1375,7 +1727,7 @@ def check_spec(spec):
             if doc.get(key):
                 bad(key, f"cannot be used with network {network!r} (docker refuses or ignores it)")
     for path in reference_paths(doc, own) if own else ():
-        bad(path, SELF_REFERENCE[re.match(r"[a-z]+", path)[0]])
+        bad(path, SELF_REFERENCE[re.match(r"[a-zA-Z]+", path)[0]])
     if doc.get("update", {}).get("rolling"):
         log.warning("%s: update.rolling is not implemented and has no effect", Problem(spec.where, "", spec.path))
     return problems
@@ -1397,7 +1749,10 @@ def is_search_domain(domain):
 
 SELF_REFERENCE = {"network": "a container cannot share its own network",
                   "links": "a container cannot link to itself",
-                  "volumes": "a container cannot take volumes from itself"}
+                  "volumes": "a container cannot take volumes from itself",
+                  "pidMode": "a container cannot share its own process namespace",
+                  "ipcMode": "a container cannot share its own IPC namespace",
+                  "dependsOn": "a container cannot wait for itself"}
 
 
 HOST_GATEWAY = "host-gateway"  # docker's name for the host's address on its default bridge
@@ -1427,6 +1782,296 @@ def is_ip_address(text):
         return True
     except ValueError:
         return False
+
+
+# ---- ECS task definitions and ECS spellings ---------------------------------------
+# dockerup's spec follows the ECS container definition. Where ECS spells a setting its
+# own way (environment as name/value pairs, entryPoint, memory in MiB, mountPoints, ...),
+# both spellings are accepted, and the ECS one is rewritten into dockerup's right after
+# the schema: translation, the change hash and the planner see one form, so a container
+# declared either way is the same container, with the same hash. A task definition in
+# confdir declares each of its containers. ECS fields that mean nothing on one host
+# without AWS are refused, each with a line saying why and what to use instead; the
+# schema accepts them only empty ("environmentFiles": [], as the ECS console writes it).
+
+DEFAULT_START_TIMEOUT = 180  # seconds: the ECS agent's ECS_CONTAINER_START_TIMEOUT on Linux
+
+# ECS field -> why one host cannot honour it, and what to do instead. Keys are paths in a
+# container definition ("linuxParameters.maxSwap"), "task." and a path in the task
+# definition, or PATH=VALUE for one value of a field.
+ECS_REFUSED = {
+    "secrets": "ECS reads secrets from Secrets Manager or SSM Parameter Store as it starts the task, and dockerup "
+               "does not: put the values in environment (or env)",
+    "environmentFiles": "ECS downloads environment files from S3 as it starts the task, and dockerup does not: put the "
+                        "variables in environment (or env)",
+    "repositoryCredentials": "ECS reads registry credentials from Secrets Manager; dockerup pulls with the docker "
+                             "client's own login: run docker login on the host",
+    "firelensConfiguration": "FireLens needs the log router ECS adds to the task: send logs with logConfiguration "
+                             "(the fluentd driver, for example)",
+    "resourceRequirements": "ECS assigns GPUs and inference accelerators to tasks: give a device with "
+                            "linuxParameters.devices",
+    "credentialSpecs": "gMSA credential specs are for Windows containers, which dockerup does not run",
+    "portMappings.containerPortRange": "dockerup maps single ports: give one portMappings entry per port",
+    "linuxParameters.maxSwap": "dockerup does not set swap limits: docker gives a container as much swap as its "
+                               "memory limit",
+    "linuxParameters.swappiness": "dockerup does not set swappiness: the host's setting applies",
+    "logConfiguration.secretOptions": "ECS reads these from Secrets Manager or SSM Parameter Store, and dockerup does "
+                                      "not: put the values in logConfiguration.options",
+    "logConfiguration.logDriver=awsfirelens": "FireLens needs the log router ECS adds to the task: use another log "
+                                              "driver (fluentd, for example)",
+    "dockerSecurityOptions=credentialspec": "gMSA credential specs are for Windows containers, which dockerup does "
+                                            "not run",
+    "restartPolicy.ignoredExitCodes": "docker restarts a container whatever its exit code, or (on-failure) unless "
+                                      "it is 0: give [0] or nothing",
+    "task.taskRoleArn": "the ECS agent hands the containers this role's credentials, and one host has no such agent: "
+                        "give the host (its instance profile) the permissions, or the containers credentials in "
+                        "environment",
+    "task.cpu": "a limit for the whole task needs a control group for the task, which dockerup does not make: set "
+                "cpu on each container",
+    "task.memory": "a limit for the whole task needs a control group for the task, which dockerup does not make: set "
+                   "memory on each container",
+    "task.proxyConfiguration": "the App Mesh proxy is set up by ECS: run the proxy as a container of its own",
+    "task.inferenceAccelerators": "Elastic Inference accelerators are attached by ECS",
+    "task.ephemeralStorage": "the size of a Fargate task's disk; on one host, containers use the host's disk",
+    "task.enableFaultInjection": "fault injection uses endpoints of the ECS agent, which one host does not run",
+    "task.networkMode=awsvpc": "awsvpc gives each task a network interface of its own from the VPC, which only ECS "
+                               "can attach: use bridge (and portMappings) or host",
+    "task.volumes.efsVolumeConfiguration": "ECS mounts EFS itself: mount the file system on the host and give its "
+                                           "directory as host.sourcePath",
+    "task.volumes.s3filesVolumeConfiguration": "ECS mounts S3 Files itself: mount it on the host and give its "
+                                               "directory as host.sourcePath",
+    "task.volumes.fsxWindowsFileServerVolumeConfiguration": "FSx for Windows File Server volumes are for Windows "
+                                                            "containers, which dockerup does not run",
+    "task.volumes.configuredAtLaunch": "the volume would be given when ECS launches the task: name it here, with "
+                                       "host.sourcePath or dockerVolumeConfiguration",
+    "task.volumes.dockerVolumeConfiguration.driverOpts": "docker run cannot set a volume's driver options: create the "
+                                                         "volume with docker volume create and mount it with scope "
+                                                         "shared",
+    "task.volumes.dockerVolumeConfiguration.labels": "docker run cannot label a volume: create the volume with docker "
+                                                     "volume create and mount it with scope shared",
+    "task.volumes.dockerVolumeConfiguration.driver": "docker run creates volumes with the local driver only: create "
+                                                     "the volume with docker volume create and mount it with scope "
+                                                     "shared",
+}
+
+# ECS fields accepted with no effect on one host: they steer ECS's own bookkeeping
+# (placement, registration, Service Connect), not the container.
+ECS_NO_EFFECT = {
+    "versionConsistency": "ECS pins a deployment to the image digest the tag had; dockerup follows the tag, as "
+                          "update.pull says",
+    "portMappings.name": "names the mapping for ECS Service Connect",
+    "portMappings.appProtocol": "the protocol ECS Service Connect proxies",
+    "restartPolicy.restartAttemptPeriod": "docker backs off restarts by itself",
+    "task.executionRoleArn": "the ECS agent's role to pull images and send logs; docker pulls with its own login and "
+                             "log drivers use the host's credentials",
+    "task.requiresCompatibilities": "where ECS may place the task",
+    "task.placementConstraints": "which instances ECS may place the task on",
+    "task.runtimePlatform": "the platform ECS places the task on",
+    "task.tags": "AWS tags of the task definition",
+    "task.volumes.dockerVolumeConfiguration.autoprovision": "docker creates a missing volume",
+    **{f"task.{key}": "ECS's record of the registration (describe-task-definition)"
+       for key in ("taskDefinitionArn", "revision", "status", "requiresAttributes", "compatibilities", "registeredAt",
+                   "registeredBy", "deregisteredAt", "deleteRequestedAt")},
+}
+
+# ECS field -> the dockerup field that says the same; a spec gives one of the two.
+ECS_SPELLINGS = {
+    "environment": "env",
+    "entryPoint": "entrypoint",
+    "mountPoints": "volumes",
+    "volumesFrom": "volumes",
+    "restartPolicy": "restart",
+    "disableNetworking": "network",
+}
+
+# Top-level fields of a container spec that normalize_container rewrites or drops.
+ECS_REWRITTEN = tuple(ECS_SPELLINGS) + tuple(key for key in (*ECS_REFUSED, *ECS_NO_EFFECT)
+                                              if not key.startswith("task.") and "." not in key and "=" not in key)
+
+
+def refusal(kind, error):
+    """The ECS_REFUSED line for a schema error about a refused field or value, or None."""
+    parts = [part for part in error.absolute_path if isinstance(part, str)]
+    if kind == "user-data":
+        parts = parts[1:]  # containers
+    elif kind == "task-definition":
+        parts = parts[1:] if parts[:1] == ["taskDefinition"] else parts
+        parts = parts[1:] if parts[:1] == ["containerDefinitions"] else ["task"] + parts
+    if error.validator not in ("enum", "const", "not", "pattern"):
+        return None
+    path, value = ".".join(parts), error.instance
+    keys = [f"{path}={value}", f"{path}={re.split('[:=]', value)[0]}"] if isinstance(value, str) else []
+    reason = next((ECS_REFUSED[key] for key in keys + [path] if key in ECS_REFUSED), None)
+    return f"refused: {reason}" if reason else None
+
+
+def container_fields_to_drop():
+    """Dotted paths of the refused (so, empty) and no-effect fields of a container
+    definition, which normalization leaves out."""
+    return [key for key in (*ECS_REFUSED, *ECS_NO_EFFECT) if "=" not in key and not key.startswith("task.")]
+
+
+def without(value, dotted):
+    """`value` without the fields at the dotted path, looking into lists on the way."""
+    head, _, rest = dotted.partition(".")
+    if isinstance(value, list):
+        return [without(item, dotted) for item in value]
+    if not isinstance(value, dict) or head not in value:
+        return value
+    if not rest:
+        return {key: item for key, item in value.items() if key != head}
+    return {**value, head: without(value[head], rest)}
+
+
+# A task definition's fields that set a field of every container: dockerup field -> task field.
+TASK_SETTINGS = {"network": "networkMode", "pidMode": "pidMode", "ipcMode": "ipcMode"}
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a task definition gives one of its containers."""
+
+    family: str
+    volumes: dict  # volume name -> the dockerup volume fields it mounts ({"hostPath": ...} or {"volume": ...})
+    settings: dict  # dockerup field -> its value, from the task's TASK_SETTINGS
+
+
+def normalize_container(doc, task, bad):
+    """A schema-valid container spec in dockerup's spelling, and where the rewritten fields
+    came from (path in the result -> path as written). `task` is the TaskContext of a
+    container of a task definition, else None; `bad(path, message)` reports a problem."""
+    for ecs, field_name in ECS_SPELLINGS.items():
+        if ecs in doc and field_name in doc:
+            bad(ecs, f"{field_name!r} says the same in dockerup's spelling; give one of the two")
+    spelled = {key: value for key, value in doc.items() if key not in ECS_SPELLINGS}
+    for dotted in container_fields_to_drop():
+        spelled = without(spelled, dotted)
+    origins = {}
+    for key in ("memory", "memoryReservation"):
+        if isinstance(spelled.get(key), int):
+            spelled[key] = f"{spelled[key]}m"  # ECS gives MiB
+    if spelled.get("cpu") == 0:
+        del spelled["cpu"]  # the ECS console's "no reservation": docker's default
+    if "environment" in doc:
+        env, origins["env"] = {}, "environment"
+        for index, pair in enumerate(doc["environment"]):
+            earlier = origins.get(join_path("env", pair["name"]))
+            if earlier:
+                bad(f"environment[{index}].name", f"{short_json(pair['name'])} is set twice (also in {earlier})")
+            env[pair["name"]] = pair.get("value", "")
+            origins[join_path("env", pair["name"])] = f"environment[{index}]"
+        spelled["env"] = env
+    if "entryPoint" in doc:
+        spelled["entrypoint"], origins["entrypoint"] = list(doc["entryPoint"]), "entryPoint"
+    volumes = []
+    for index, mount in enumerate(doc.get("mountPoints", ())):
+        source = (task.volumes if task else {}).get(mount["sourceVolume"])
+        if source is None:
+            bad(f"mountPoints[{index}].sourceVolume", f"{short_json(mount['sourceVolume'])} names no volume of the "
+                + ("task" if task else "task: a spec outside a task definition has none (use volumes)"))
+            continue
+        origins[f"volumes[{len(volumes)}]"] = f"mountPoints[{index}]"
+        volumes.append({"containerPath": mount["containerPath"], **source,
+                        **({"mode": "ro"} if mount.get("readOnly") else {})})
+    for index, source in enumerate(doc.get("volumesFrom", ())):
+        origins[f"volumes[{len(volumes)}]"] = f"volumesFrom[{index}]"
+        origins[f"volumes[{len(volumes)}].from"] = f"volumesFrom[{index}].sourceContainer"
+        volumes.append({"from": source["sourceContainer"], **({"mode": "ro"} if source.get("readOnly") else {})})
+    if "mountPoints" in doc or "volumesFrom" in doc:
+        spelled["volumes"] = volumes
+        origins["volumes"] = "mountPoints" if "mountPoints" in doc else "volumesFrom"
+    if "restartPolicy" in doc:
+        policy, origins["restart"] = doc["restartPolicy"], "restartPolicy"
+        ignored = policy.get("ignoredExitCodes") or []
+        if ignored not in ([], [0]):
+            bad("restartPolicy.ignoredExitCodes", f"refused: {ECS_REFUSED['restartPolicy.ignoredExitCodes']}")
+        spelled["restart"] = "never" if not policy["enabled"] else "on-failure" if ignored else "always"
+    if doc.get("disableNetworking"):
+        spelled["network"], origins["network"] = "none", "disableNetworking"
+    for key, value in (task.settings if task else {}).items():
+        if key in spelled:
+            written = origins.get(key, key)
+            bad(written, f"the task's {TASK_SETTINGS[key]} sets this for every container; remove one of the two")
+        spelled[key] = value
+    return spelled, origins
+
+
+def is_task_definition(document):
+    return isinstance(document, dict) and ("containerDefinitions" in document or "taskDefinition" in document)
+
+
+def task_family(body, where):
+    """The task's family; without one, the file's name (web.json: web)."""
+    if "family" in body:
+        return body["family"]
+    return re.sub(r"[^a-zA-Z0-9_-]", "-", os.path.basename(where).removesuffix(".json"))[:255] or "task"
+
+
+def task_specs(document, where, memo):
+    """The container specs an ECS task definition declares, in the order they are
+    started (essential containers first, as far as dependsOn allows), and Problems. A
+    task with any problem declares nothing: a part of a task is not what was written."""
+    problems = memo.problems("task-definition", document, where)
+    if problems:
+        return [], problems
+    prefix = "taskDefinition" if "taskDefinition" in document else ""
+    body = document.get("taskDefinition", document)
+    family = task_family(body, where)
+
+    def bad(path, message):
+        problems.append(Problem(where, message, join_path(prefix, path)))
+
+    volumes = {}
+    for index, volume in enumerate(body.get("volumes", ())):
+        name, docker_volume = volume["name"], volume.get("dockerVolumeConfiguration")
+        if name in volumes:
+            bad(f"volumes[{index}].name", f"{short_json(name)} is also the name of an earlier volume")
+        if docker_volume is not None and "host" in volume:
+            bad(f"volumes[{index}]", "give host (a host directory) or dockerVolumeConfiguration (a docker volume), "
+                                     "not both")
+        if "sourcePath" in volume.get("host", {}):
+            volumes[name] = {"hostPath": volume["host"]["sourcePath"]}
+            continue
+        shared = (docker_volume or {}).get("scope") == "shared"
+        volumes[name] = {"volume": name if shared else f"{family}_{name}"}
+        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", volumes[name]["volume"]):
+            bad(f"volumes[{index}].name", f"the docker volume {short_json(volumes[name]['volume'])} would need a name "
+                                          "of at least two letters or digits, '_', '.' or '-', starting with a "
+                                          "letter or digit")
+    definitions = body["containerDefinitions"]
+    essentials = tuple(d["name"] for d in definitions if d.get("essential", True))
+    if not essentials:
+        bad("containerDefinitions", "no container is essential; a task needs at least one (essential is true "
+                                    "unless it says false)")
+    # pidMode or ipcMode "task": the containers join the namespaces of one of them, which
+    # must run first and keep running.
+    leader = next((d["name"] for d in definitions if d.get("essential", True) and not d.get("dependsOn")), None)
+    if leader is None and "task" in (body.get("pidMode"), body.get("ipcMode")):
+        bad("pidMode" if body.get("pidMode") == "task" else "ipcMode",
+            "task needs an essential container without dependsOn, whose namespace the others join")
+
+    def settings_for(name):
+        """The task's TASK_SETTINGS as the fields of one of its containers."""
+        settings = {field_name: body[key] for field_name, key in TASK_SETTINGS.items() if key in body}
+        for key, leaders_own in (("pidMode", None), ("ipcMode", "shareable")):
+            if settings.get(key) == "task":
+                settings[key] = leaders_own if name == leader else f"container:{leader}"
+        return {key: value for key, value in settings.items() if value}
+
+    specs = []
+    for index, definition in enumerate(definitions):
+        path = join_path(prefix, "containerDefinitions", index)
+        found = []
+        context = TaskContext(family, volumes, settings_for(definition["name"]))
+        doc, spelling = normalize_container(definition, context,
+                                            lambda sub, message: found.append(Problem(where, message,
+                                                                                      join_path(path, sub))))
+        spec = Spec(doc, where, SOURCE_CONFDIR, path, task=family, task_essentials=essentials, spelling=spelling)
+        problems += found or check_spec(spec)
+        specs.append(spec)
+    if problems:
+        return [], problems
+    return sorted(specs, key=lambda spec: not spec.doc.get("essential", True)), []
 
 
 def load_confdir(confdir):
@@ -1462,19 +2107,36 @@ def load_confdir(confdir):
 
 
 def validate_confdir_docs(docs, memo=None):
-    """(where, document) pairs from confdir to Specs and Problems."""
+    """(where, document) pairs from confdir to Specs and Problems. A document with
+    containerDefinitions is an ECS task definition, which declares each of its containers."""
     specs, problems = [], []
+    memo = memo or SchemaMemo()
     for where, document in docs:
+        if is_task_definition(document):
+            found_specs, found = task_specs(document, where, memo)
+            specs += found_specs
+            problems += found
+            continue
         if not isinstance(document, dict):
             problems.append(Problem(where, f"expected a JSON object describing one container, got {json_type_name(document)}"))
             continue
-        found = (memo or SchemaMemo()).problems("container", document, where)
-        spec = Spec(document, where, SOURCE_CONFDIR)
-        found = found or check_spec(spec)
+        spec, found = container_spec(document, where, SOURCE_CONFDIR, memo)
         problems += found
         if not found:
             specs.append(spec)
     return specs, problems
+
+
+def container_spec(document, where, source, memo=None, path=""):
+    """One container document to a Spec in dockerup's spelling, and Problems. Without
+    a memo, the document has passed the schema already (as part of user-data)."""
+    found = memo.problems("container", document, where, path) if memo else []
+    if found:
+        return None, found
+    doc, spelling = normalize_container(document, None,
+                                        lambda sub, message: found.append(Problem(where, message, join_path(path, sub))))
+    spec = Spec(doc, where, source, path, spelling=spelling)
+    return spec, found or check_spec(spec)
 
 
 def validate_user_data(document, where="user-data", memo=None):
@@ -1482,12 +2144,15 @@ def validate_user_data(document, where="user-data", memo=None):
     whole document unusable: a partly valid user-data is not what was deployed."""
     if not isinstance(document, dict):
         return [], [Problem(where, f"expected a JSON object {{\"containers\": [...]}}, got {json_type_name(document)}")]
-    problems = (memo or SchemaMemo()).problems("user-data", document, where)
+    memo = memo or SchemaMemo()
+    problems = memo.problems("user-data", document, where)
     if problems:
         return [], problems
-    specs = [Spec(doc, where, SOURCE_USER_DATA, f"containers[{i}]") for i, doc in enumerate(document["containers"])]
-    for spec in specs:
-        problems += check_spec(spec)
+    specs = []
+    for index, doc in enumerate(document["containers"]):
+        spec, found = container_spec(doc, where, SOURCE_USER_DATA, path=f"containers[{index}]")
+        specs.append(spec)
+        problems += found
     return ([] if problems else specs), problems
 
 
@@ -1533,12 +2198,39 @@ def check_declarations(specs, declared_names):
                 problems.append(spec.problem(reference_paths(spec.doc, target)[0],
                                              f"{target!r} names no declared container"))
                 dropped.add(id(spec))
+        for path, message in target_problems(spec, by_name):
+            problems.append(spec.problem(path, message))
+            dropped.add(id(spec))
     valid = [s for s in specs if id(s) not in dropped]
     ordered, cycles = dependency_order(valid)
     for cycle in cycles:
         for name in cycle[:-1]:
             problems.append(by_name[name].problem("", f"dependency cycle: {' -> '.join(cycle)}"))
     return ordered, problems
+
+
+def target_problems(spec, by_name):
+    """(path, message) for references whose target cannot do what this spec asks of it:
+    a dependsOn condition it can never meet, an IPC namespace it does not share."""
+    found = []
+    for index, dependency in enumerate(spec.doc.get("dependsOn", ())):
+        target, condition = by_name.get(dependency["containerName"]), dependency["condition"]
+        if target is None or target is spec:
+            continue
+        check = target.doc.get("healthCheck")
+        if condition == "HEALTHY" and (not check or check["command"] == ["NONE"]):
+            found.append((f"dependsOn[{index}].condition", f"HEALTHY needs a healthCheck on {target.name!r}, "
+                                                           "which has none"))
+        elif condition in ("COMPLETE", "SUCCESS") and not target.one_shot:
+            found.append((f"dependsOn[{index}].condition", f"{condition} waits for {target.name!r} to exit, but it "
+                                                           "is kept running: make it a job (essential false, or "
+                                                           "restart never or on-failure)"))
+    ipc = spec.doc.get("ipcMode", "")
+    target = by_name.get(ipc[len("container:"):]) if ipc.startswith("container:") else None
+    if target is not None and target is not spec and target.doc.get("ipcMode") != "shareable":
+        found.append(("ipcMode", f"{target.name!r} must have ipcMode \"shareable\" for others to join its IPC "
+                                 "namespace"))
+    return found
 
 
 def location(spec):
@@ -1781,7 +2473,31 @@ class Declared:
 
 
 def declared_names_of(documents):
-    return {d["name"] for d in documents if isinstance(d, dict) and isinstance(d.get("name"), str)}
+    return {d["name"] for d in container_documents(documents) if isinstance(d, dict) and isinstance(d.get("name"), str)}
+
+
+def container_documents(documents):
+    """The container documents among spec and task definition documents, valid or not."""
+    for document in documents:
+        if is_task_definition(document):
+            body = document.get("taskDefinition", document)
+            definitions = body.get("containerDefinitions") if isinstance(body, dict) else None
+            yield from definitions if isinstance(definitions, list) else ()
+        else:
+            yield document
+
+
+def whole_tasks(specs, valid):
+    """`valid` without the containers of tasks that lost one to a problem, and a Problem
+    for each such task: a part of a task is not what was written."""
+    kept = {id(spec) for spec in valid}
+    broken = {}
+    for spec in specs:
+        if spec.task and id(spec) not in kept:
+            broken.setdefault((spec.where, spec.task), []).append(spec.name)
+    problems = [Problem(where, f"task {task} declares nothing: {', '.join(names)} cannot be converged")
+                for (where, task), names in broken.items()]
+    return [spec for spec in valid if (spec.where, spec.task) not in broken], problems
 
 
 def load_declared(config, user_data=None, memo=None):
@@ -1801,6 +2517,8 @@ def load_declared(config, user_data=None, memo=None):
         names |= declared_names_of(user_data.documents)
     ordered, cross = check_declarations(specs, names)
     problems += cross
+    ordered, whole = whole_tasks(specs, ordered)
+    problems += whole
     kept = {id(s) for s in ordered}
     incomplete |= {s.source for s in specs if id(s) not in kept}
     return Declared(assign_identities(ordered), problems, incomplete)
@@ -1854,6 +2572,8 @@ def volume_flags(volume, carried=None):
         return ["--volumes-from", volume["from"] + read_only]
     if "hostPath" in volume:
         return ["--volume", f"{volume['hostPath']}:{volume['containerPath']}{read_only}"]
+    if "volume" in volume:
+        return ["--volume", f"{volume['volume']}:{volume['containerPath']}{read_only}"]
     if carried and volume["containerPath"] in carried:
         return ["--volume", f"{carried[volume['containerPath']]}:{volume['containerPath']}"]
     return ["--volume", volume["containerPath"]]
@@ -1913,6 +2633,31 @@ def env_flags(env):
     return each("--env", [f"{key}={env_text(env[key])}" if read_by_docker_cli(key) else key for key in sorted(env)])
 
 
+def device_argument(device):
+    """HOST:CONTAINER[:PERMISSIONS] of docker run --device; ECS's permissions are words."""
+    letters = "".join(letter for word, letter in (("read", "r"), ("write", "w"), ("mknod", "m"))
+                      if word in device.get("permissions", ()))
+    return ":".join(filter(None, (device["hostPath"], device.get("containerPath", device["hostPath"]), letters)))
+
+
+def tmpfs_argument(mount):
+    return f"{mount['containerPath']}:" + ",".join([f"size={mount['size']}m", *mount.get("mountOptions", ())])
+
+
+def linux_flags(linux):
+    capabilities = linux.get("capabilities", {})
+    flags = each("--cap-add", capabilities.get("add", ())) + each("--cap-drop", capabilities.get("drop", ()))
+    flags += each("--device", [device_argument(device) for device in linux.get("devices", ())])
+    flags += ["--init"] if linux.get("initProcessEnabled") else []
+    flags += ["--shm-size", f"{linux['sharedMemorySize']}m"] if "sharedMemorySize" in linux else []
+    return flags + each("--tmpfs", [tmpfs_argument(mount) for mount in linux.get("tmpfs", ())])
+
+
+def security_option(option):
+    """ECS writes "apparmor:PROFILE"; docker's own separator is '='."""
+    return re.sub(r"^([a-z-]+):", r"\1=", option)
+
+
 # Spec field -> the docker run flags that give the container that setting, in the
 # order they appear on the command line. The table in docs/specs.md mirrors this.
 FIELD_FLAGS = {
@@ -1940,6 +2685,13 @@ FIELD_FLAGS = {
     "healthCheck": health_flags,
     "ulimits": lambda v: each("--ulimit", [f"{u['name']}={u['softLimit']}:{u['hardLimit']}" for u in v]),
     "entrypoint": lambda v: ["--entrypoint", split_argv(v)[0]],
+    "linuxParameters": linux_flags,
+    "systemControls": lambda v: each("--sysctl", [f"{c['namespace']}={c['value']}" for c in v]),
+    "dockerSecurityOptions": lambda v: each("--security-opt", [security_option(o) for o in v]),
+    "pseudoTerminal": lambda v: ["--tty"] if v else [],
+    "interactive": lambda v: ["--interactive"] if v else [],
+    "pidMode": lambda v: ["--pid", v],
+    "ipcMode": lambda v: ["--ipc", v],
 }
 
 
@@ -2010,7 +2762,18 @@ def canonical_volume(volume):
         return f"from {volume['from']}:{mode}"
     if "hostPath" in volume:
         return f"bind {volume['hostPath']}:{volume['containerPath']}:{mode}"
+    if "volume" in volume:
+        return f"named {volume['volume']}:{volume['containerPath']}:{mode}"
     return f"volume {volume['containerPath']}"
+
+
+def canonical_linux(linux):
+    capabilities = linux.get("capabilities", {})
+    canonical = {"add": sorted(set(capabilities.get("add", ()))), "drop": sorted(set(capabilities.get("drop", ()))),
+                 "devices": sorted(device_argument(device) for device in linux.get("devices", ())),
+                 "init": bool(linux.get("initProcessEnabled")), "shm": linux.get("sharedMemorySize", 0) * 1024 ** 2,
+                 "tmpfs": sorted(tmpfs_argument(mount) for mount in linux.get("tmpfs", ()))}
+    return {key: value for key, value in canonical.items() if value}
 
 
 def canonical_health(check):
@@ -2045,12 +2808,19 @@ CANONICAL = {
     "ulimits": lambda v: sorted([u["name"], u["softLimit"], u["hardLimit"]] for u in v),
     "entrypoint": split_argv,
     "command": split_argv,
+    "linuxParameters": canonical_linux,
+    "systemControls": lambda v: sorted(f"{c['namespace']}={c['value']}" for c in v),
+    "dockerSecurityOptions": lambda v: sorted(set(security_option(o) for o in v)),
+    "pseudoTerminal": bool,
+    "interactive": bool,
+    "pidMode": str,
+    "ipcMode": str,
 }
 # Fields docker can change on a running container (docker update): compared with what
 # docker inspect reports instead of through the hash, and applied in place.
 IN_PLACE_FIELDS = ("cpu", "memory", "memoryReservation", "restart")
 # Fields that steer dockerup itself and never shape the container.
-CONTROL_FIELDS = ("type", "update", "signal")
+CONTROL_FIELDS = ("type", "update", "signal", "essential", "dependsOn", "startTimeout")
 
 
 def canonical_spec(doc):
@@ -2156,6 +2926,422 @@ def shell_quote(word):
     escaped = "".join("\\\\" if c == "\\" else "\\'" if c == "'" else
                       f"\\x{ord(c):02x}" if ord(c) < 32 or ord(c) == 127 else c for c in word)
     return f"$'{escaped}'"
+
+
+# ---- Export: an ECS task definition, a compose file --------------------------------
+# The declared containers in the two formats closest to dockerup's: ECS, for a fleet that
+# outgrows a group of hosts, and compose, for one host without dockerup. What has no
+# equivalent is left out and said, one line each: nothing is dropped silently. The export
+# is the user's own configuration, so it holds env values (which no log ever shows).
+
+MIB = 1024 ** 2
+ECS_LOG_DRIVERS = ("json-file", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk")
+ECS_HEALTH_RANGES = {"interval": (5, 300), "timeout": (2, 60), "retries": (1, 10), "startPeriod": (0, 300)}
+ECS_RESTART = {"always": {"enabled": True}, "unless-stopped": {"enabled": True},
+               "on-failure": {"enabled": True, "ignoredExitCodes": [0]}, "never": {"enabled": False}}
+COMPOSE_CONDITIONS = {"START": "service_started", "HEALTHY": "service_healthy",
+                      "SUCCESS": "service_completed_successfully", "COMPLETE": "service_completed_successfully"}
+
+
+@dataclass
+class Export:
+    """An export under way: the names the containers get, what the task (or the compose
+    file) collects from them, and the lines saying what does not translate."""
+
+    family: str
+    names: dict  # spec name -> the name in the export
+    volumes: dict = field(default_factory=dict)  # ECS: key -> task volume; compose: docker volume name -> {}
+    modes: dict = field(default_factory=dict)  # ECS: networkMode/pidMode/ipcMode -> {export name: value}
+    notes: list = field(default_factory=list)
+
+    def note(self, spec, path, message):
+        self.notes.append(str(spec.problem(path, message)))
+
+
+def export_names(specs, export_format, note):
+    """spec name -> its name in the export. An unnamed spec is named after its file (or
+    its place in user-data); ECS container names have no '.'."""
+    names = {}
+    for spec in specs:
+        name = spec.name or re.sub(r"[^a-zA-Z0-9_.-]", "-", spec.identity.split(":", 1)[-1].removesuffix(".json"))
+        if export_format == "ecs":
+            name = name.replace(".", "-")
+        if name != spec.name:
+            note(spec, "name", f"{'no name' if not spec.name else 'ECS container names have no dot'}: exported as "
+                               f"{name!r}")
+        names[spec.name or spec.identity] = name
+    return names
+
+
+def whole_mib(size, spec, key, export):
+    size_bytes = parse_size(size)
+    mib = -(-size_bytes // MIB)
+    if size_bytes % MIB:
+        export.note(spec, key, f"ECS takes whole MiB: exported as {mib}")
+    return mib
+
+
+def ecs_volume_name(export, key, wanted, volume):
+    """The task volume for `key`, added under a free name like `wanted` when new."""
+    if key not in export.volumes:
+        base = re.sub(r"[^a-zA-Z0-9_-]+", "_", wanted).strip("_")[:200] or "volume"
+        taken = {v["name"] for v in export.volumes.values()}
+        name = next(candidate for candidate in (base, *(f"{base}_{n}" for n in range(2, 1000)))
+                    if candidate not in taken)
+        export.volumes[key] = {"name": name, **volume}
+    return export.volumes[key]["name"]
+
+
+def ecs_volumes(volumes, spec, export):
+    mounts, sources = [], []
+    for index, volume in enumerate(volumes):
+        read_only = volume.get("mode") == "ro"
+        if "from" in volume:
+            sources.append({"sourceContainer": export.names[volume["from"]], "readOnly": read_only})
+            continue
+        if "hostPath" in volume:
+            name = ecs_volume_name(export, ("host", volume["hostPath"]), volume["hostPath"],
+                                   {"host": {"sourcePath": volume["hostPath"]}})
+        elif volume.get("volume", "").startswith(export.family + "_"):
+            task_volume = volume["volume"][len(export.family) + 1:]
+            name = ecs_volume_name(export, ("task", task_volume), task_volume,
+                                   {"dockerVolumeConfiguration": {"scope": "task"}})
+        elif "volume" in volume:
+            name = ecs_volume_name(export, ("shared", volume["volume"]), volume["volume"],
+                                   {"dockerVolumeConfiguration": {"scope": "shared", "autoprovision": True}})
+            if name != volume["volume"]:
+                export.note(spec, f"volumes[{index}].volume", f"ECS volume names have only letters, digits, '_' "
+                                                              f"and '-': exported as {name!r}, a volume of that name")
+        else:
+            name = ecs_volume_name(export, ("anonymous", spec.label, volume["containerPath"]),
+                                   f"{export.names[spec.name or spec.identity]}{volume['containerPath']}", {})
+            export.note(spec, f"volumes[{index}]", f"an anonymous volume has no ECS form: exported as the task volume "
+                                                   f"{name!r} (the docker volume {export.family}_{name} on one host)")
+        mounts.append({"sourceVolume": name, "containerPath": volume["containerPath"], "readOnly": read_only})
+    return {**({"mountPoints": mounts} if mounts else {}), **({"volumesFrom": sources} if sources else {})}
+
+
+def ecs_mode(key, value, spec, export):
+    """networkMode, pidMode and ipcMode belong to the task: collected, decided in ecs_task."""
+    export.modes.setdefault(key, {})[export.names[spec.name or spec.identity]] = value
+    return {}
+
+
+def ecs_health(check, spec, export):
+    command = check["command"]
+    if command == ["NONE"]:
+        export.note(spec, "healthCheck", "[\"NONE\"] has no ECS form: left out (the image's own check may apply)")
+        return {}
+    exported = {"command": ["CMD-SHELL", command] if isinstance(command, str) else list(command)}
+    for key, (low, high) in ECS_HEALTH_RANGES.items():
+        if key in check:
+            exported[key] = min(max(round(check[key]), low), high)
+            if exported[key] != check[key]:
+                export.note(spec, f"healthCheck.{key}", f"ECS takes a whole number from {low} to {high}: "
+                                                        f"exported as {exported[key]}")
+    if "timeout" not in check:
+        export.note(spec, "healthCheck.timeout", "not set: docker's default is 30 seconds, ECS's 5")
+    return {"healthCheck": exported}
+
+
+def ecs_logging(configuration, spec, export):
+    if configuration["logDriver"] not in ECS_LOG_DRIVERS:
+        export.note(spec, "logConfiguration.logDriver", f"ECS has no {configuration['logDriver']!r} log driver: "
+                                                        "left out (ECS's default applies)")
+        return {}
+    return {"logConfiguration": dict(configuration)}
+
+
+def ecs_ports(mappings, spec, export):
+    exported = []
+    for index, mapping in enumerate(mappings):
+        exported.append({"containerPort": int(mapping["containerPort"]),
+                         **({"hostPort": int(mapping["hostPort"])} if "hostPort" in mapping else {}),
+                         "protocol": mapping.get("protocol", "tcp")})
+        if "hostIp" in mapping:
+            export.note(spec, f"portMappings[{index}].hostIp", "ECS publishes on every address of the host: "
+                                                               "left out")
+    return {"portMappings": exported}
+
+
+def ecs_restart(policy, spec, export):
+    if policy == "unless-stopped":
+        export.note(spec, "restart", "ECS has no \"unless-stopped\": exported as always")
+    return {"restartPolicy": ECS_RESTART[policy]}
+
+
+def only_dockerup(what):
+    def left_out(value, spec, export):
+        export.note(spec, what, "dockerup's own setting, with no equivalent there: left out")
+        return {}
+    return left_out
+
+
+def same_as(key):
+    return lambda value, spec, export: {key: value}
+
+
+def renamed_targets(dependencies, spec, export):
+    return {"dependsOn": [{**d, "containerName": export.names[d["containerName"]]} for d in dependencies]}
+
+
+def ecs_links(links, spec, export):
+    """A renamed target keeps its old name as the alias, the host name the container knows."""
+    pairs = links.items() if isinstance(links, dict) else (link.partition(":")[::2] for link in links)
+    exported = []
+    for name, alias in pairs:
+        alias = alias or (name if export.names[name] != name else "")
+        exported.append(f"{export.names[name]}:{alias}" if alias else name)
+    return {"links": exported}
+
+
+# dockerup field -> its ECS container definition fields.
+ECS_EXPORT = {
+    "type": lambda value, spec, export: {},
+    "name": lambda value, spec, export: {},  # export_names
+    "image": same_as("image"),
+    "cpu": same_as("cpu"),
+    "memory": lambda value, spec, export: {"memory": whole_mib(value, spec, "memory", export)},
+    "memoryReservation": lambda value, spec, export: {
+        "memoryReservation": whole_mib(value, spec, "memoryReservation", export)},
+    "entrypoint": lambda value, spec, export: {"entryPoint": split_argv(value)},
+    "command": lambda value, spec, export: {"command": split_argv(value)},
+    "privileged": same_as("privileged"),
+    "network": lambda value, spec, export: ecs_mode("networkMode", value, spec, export),
+    "volumes": ecs_volumes,
+    "portMappings": ecs_ports,
+    "env": lambda value, spec, export: {"environment": [{"name": key, "value": env_text(value[key])}
+                                                        for key in sorted(value)]},
+    "restart": ecs_restart,
+    "update": only_dockerup("update"),
+    "signal": only_dockerup("signal"),
+    "links": ecs_links,
+    "dockerLabels": same_as("dockerLabels"),
+    "hostname": same_as("hostname"),
+    "user": same_as("user"),
+    "workingDirectory": same_as("workingDirectory"),
+    "extraHosts": same_as("extraHosts"),
+    "dnsServers": same_as("dnsServers"),
+    "dnsSearchDomains": same_as("dnsSearchDomains"),
+    "logConfiguration": ecs_logging,
+    "healthCheck": ecs_health,
+    "stopTimeout": same_as("stopTimeout"),
+    "ulimits": same_as("ulimits"),
+    "readonlyRootFilesystem": same_as("readonlyRootFilesystem"),
+    "essential": same_as("essential"),
+    "dependsOn": renamed_targets,
+    "startTimeout": same_as("startTimeout"),
+    "linuxParameters": same_as("linuxParameters"),
+    "systemControls": same_as("systemControls"),
+    "dockerSecurityOptions": same_as("dockerSecurityOptions"),
+    "pseudoTerminal": same_as("pseudoTerminal"),
+    "interactive": same_as("interactive"),
+    "pidMode": lambda value, spec, export: ecs_mode("pidMode", value, spec, export),
+    "ipcMode": lambda value, spec, export: ecs_mode("ipcMode", value, spec, export),
+}
+
+
+def task_mode(key, values, names, note):
+    """A task's networkMode, pidMode or ipcMode from its containers' values (export name
+    -> value; absent = None), or None; a value the task cannot give is said and left out."""
+    given = {name: values.get(name) for name in names}
+    kinds = set(given.values())
+    if key == "networkMode" and len(kinds) == 1 and kinds <= {"bridge", "host", "none"}:
+        return kinds.pop()
+    if key != "networkMode" and kinds == {"host"}:
+        return "host"
+    leaders = [name for name, value in given.items() if value in (None, "shareable")]
+    if key != "networkMode" and len(leaders) == 1 and len(names) > 1 and all(
+            value == f"container:{leaders[0]}" for name, value in given.items() if name != leaders[0]):
+        return "task"
+    for name, value in given.items():
+        if value is not None and not (key == "networkMode" and value == "bridge"):
+            why = ("ECS shares namespaces only task-wide" if value.startswith("container:")
+                   else f"a task has one {key} for all its containers, and theirs differ")
+            note(name, f"{value!r}: {why}: left out")
+    return None
+
+
+def export_ecs(specs, family):
+    """The declared containers as one ECS task definition (RegisterTaskDefinition's
+    input), and the lines saying what does not translate."""
+    notes = []
+    names = export_names(specs, "ecs", lambda spec, path, message: notes.append(str(spec.problem(path, message))))
+    export = Export(family, names, notes=notes)
+    definitions = []
+    for spec in specs:
+        definition = {"name": names[spec.name or spec.identity]}
+        for key, value in spec.doc.items():
+            definition.update(ECS_EXPORT[key](value, spec, export))
+        if spec.one_shot and "essential" not in spec.doc:
+            definition["essential"] = False  # ECS would stop the whole task when a job exits
+        definitions.append(definition)
+    by_export_name = {names[spec.name or spec.identity]: spec for spec in specs}
+    task = {"family": family, "containerDefinitions": definitions}
+    if export.volumes:
+        task["volumes"] = list(export.volumes.values())
+    for key, field_name in (("networkMode", "network"), ("pidMode", "pidMode"), ("ipcMode", "ipcMode")):
+        mode = task_mode(key, export.modes.get(key, {}), list(by_export_name),
+                         lambda name, message: export.note(by_export_name[name], field_name, message))
+        if mode:
+            task[key] = mode
+    if not any(definition.get("essential", True) for definition in definitions):
+        export.notes.append(f"{family}: no container is essential, and ECS needs one (a job has essential false)")
+    return task, export.notes
+
+
+def compose_volumes(volumes, spec, export):
+    mounts, sources = [], []
+    for volume in volumes:
+        suffix = ":ro" if volume.get("mode") == "ro" else ""
+        if "from" in volume:
+            sources.append(export.names[volume["from"]] + suffix)
+        elif "hostPath" in volume:
+            mounts.append(f"{volume['hostPath']}:{volume['containerPath']}{suffix}")
+        elif "volume" in volume:
+            export.volumes[volume["volume"]] = {"name": volume["volume"]}
+            mounts.append(f"{volume['volume']}:{volume['containerPath']}{suffix}")
+        else:
+            mounts.append(volume["containerPath"])
+    return {**({"volumes": mounts} if mounts else {}), **({"volumes_from": sources} if sources else {})}
+
+
+def compose_namespace(key):
+    def translate(value, spec, export):
+        if value.startswith("container:"):
+            value = f"service:{export.names[value[len('container:'):]]}"
+        return {key: value}
+    return translate
+
+
+def compose_health(check, spec, export):
+    command = health_command(check)
+    if command is None:
+        return {"healthcheck": {"test": ["NONE"]}}
+    # docker run gives every check as a shell command (health_flags): so does the export
+    exported = {"test": ["CMD-SHELL", command]}
+    for key, name in (("interval", "interval"), ("timeout", "timeout"), ("startPeriod", "start_period")):
+        if key in check:
+            exported[name] = duration(check[key])
+    if "retries" in check:
+        exported["retries"] = check["retries"]
+    return {"healthcheck": exported}
+
+
+def compose_linux(linux, spec, export):
+    capabilities = linux.get("capabilities", {})
+    exported = {"cap_add": capabilities.get("add"), "cap_drop": capabilities.get("drop"),
+                "devices": [device_argument(device) for device in linux.get("devices", ())] or None,
+                "init": linux.get("initProcessEnabled"),
+                "shm_size": f"{linux['sharedMemorySize']}m" if "sharedMemorySize" in linux else None,
+                "tmpfs": [tmpfs_argument(mount) for mount in linux.get("tmpfs", ())] or None}
+    return {key: value for key, value in exported.items() if value is not None}
+
+
+def compose_only_ecs(what, why):
+    def left_out(value, spec, export):
+        export.note(spec, what, why)
+        return {}
+    return left_out
+
+
+def compose_links(links, spec, export):
+    pairs = links.items() if isinstance(links, dict) else (link.partition(":")[::2] for link in links)
+    return {"links": [f"{export.names[name]}:{alias or name}" for name, alias in pairs]}
+
+
+def compose_arguments(doc):
+    """entrypoint and command as dockerup gives them to docker run: the entrypoint's
+    first word, then every other word as the command (so that docker inspect agrees)."""
+    words = split_argv(doc.get("entrypoint"))
+    exported = {"entrypoint": words[:1]} if words else {}
+    arguments = container_arguments(doc)
+    return {**exported, **({"command": arguments} if arguments else {})}
+
+
+# dockerup field -> its compose service keys.
+COMPOSE_EXPORT = {
+    "type": lambda value, spec, export: {},
+    "name": lambda value, spec, export: {},  # export_names
+    "image": same_as("image"),
+    "cpu": same_as("cpu_shares"),
+    "memory": lambda value, spec, export: {"mem_limit": parse_size(value)},
+    "memoryReservation": lambda value, spec, export: {"mem_reservation": parse_size(value)},
+    "entrypoint": lambda value, spec, export: compose_arguments(spec.doc),
+    "command": lambda value, spec, export: compose_arguments(spec.doc),
+    "privileged": same_as("privileged"),
+    "network": compose_namespace("network_mode"),
+    "volumes": compose_volumes,
+    "portMappings": lambda value, spec, export: {"ports": [publish_argument(mapping) for mapping in value]},
+    "env": lambda value, spec, export: {"environment": {key: env_text(value[key]) for key in sorted(value)}},
+    "restart": lambda value, spec, export: {"restart": RESTART_POLICIES[value]},
+    "update": only_dockerup("update"),
+    "signal": only_dockerup("signal"),
+    "links": compose_links,
+    "dockerLabels": same_as("labels"),
+    "hostname": same_as("hostname"),
+    "user": same_as("user"),
+    "workingDirectory": same_as("working_dir"),
+    "extraHosts": lambda value, spec, export: {"extra_hosts": [f"{h['hostname']}:{h['ipAddress']}" for h in value]},
+    "dnsServers": same_as("dns"),
+    "dnsSearchDomains": same_as("dns_search"),
+    "logConfiguration": lambda value, spec, export: {"logging": {"driver": value["logDriver"],
+                                                                 **({"options": value["options"]}
+                                                                    if "options" in value else {})}},
+    "healthCheck": compose_health,
+    "stopTimeout": lambda value, spec, export: {"stop_grace_period": f"{value}s"},
+    "ulimits": lambda value, spec, export: {"ulimits": {u["name"]: {"soft": u["softLimit"], "hard": u["hardLimit"]}
+                                                        for u in value}},
+    "readonlyRootFilesystem": same_as("read_only"),
+    "essential": compose_only_ecs("essential", "compose has no tasks: left out"),
+    "dependsOn": lambda value, spec, export: compose_depends_on(value, spec, export),
+    "startTimeout": compose_only_ecs("startTimeout", "compose waits for dependencies without a time limit: "
+                                                     "left out"),
+    "linuxParameters": compose_linux,
+    "systemControls": lambda value, spec, export: {"sysctls": {c["namespace"]: c["value"] for c in value}},
+    "dockerSecurityOptions": lambda value, spec, export: {"security_opt": [security_option(o) for o in value]},
+    "pseudoTerminal": same_as("tty"),
+    "interactive": same_as("stdin_open"),
+    "pidMode": compose_namespace("pid"),
+    "ipcMode": compose_namespace("ipc"),
+}
+
+
+def compose_depends_on(dependencies, spec, export):
+    for index, dependency in enumerate(dependencies):
+        if dependency["condition"] == "COMPLETE":
+            export.note(spec, f"dependsOn[{index}].condition", "compose waits only for a successful exit: "
+                                                               "exported as service_completed_successfully")
+    return {"depends_on": {export.names[d["containerName"]]: {"condition": COMPOSE_CONDITIONS[d["condition"]]}
+                           for d in dependencies}}
+
+
+def compose_escaped(value):
+    """compose reads "$NAME" in any value as a variable of its own environment: "$$" is a "$"."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, list):
+        return [compose_escaped(item) for item in value]
+    if isinstance(value, dict):
+        return {key: compose_escaped(item) for key, item in value.items()}
+    return value
+
+
+def export_compose(specs):
+    """The declared containers as a compose file (the Compose Specification; JSON is
+    YAML), and the lines saying what does not translate."""
+    notes = []
+    names = export_names(specs, "compose", lambda spec, path, message: notes.append(str(spec.problem(path, message))))
+    export = Export("", names, notes=notes)
+    services = {}
+    for spec in specs:
+        name = names[spec.name or spec.identity]
+        service = {"container_name": name}
+        for key, value in spec.doc.items():
+            service.update(COMPOSE_EXPORT[key](value, spec, export))
+        service.setdefault("network_mode", "bridge")  # docker run's default; compose would make a network
+        services[name] = compose_escaped(service)
+    return {"services": services, **({"volumes": export.volumes} if export.volumes else {})}, export.notes
 
 
 # ============================================================================
@@ -2705,11 +3891,22 @@ class RemoveContainer:
     reason: str
 
 
+@dataclass(frozen=True)
+class Await:
+    """dependsOn: before the container starts, `container` must meet `condition` (START,
+    HEALTHY, COMPLETE, SUCCESS) within `timeout` seconds."""
+
+    container: str
+    condition: str
+    timeout: float
+
+
 @dataclass(frozen=True, eq=False)
 class CreateContainer:
     spec: Spec
     want: Want
     reason: str
+    awaits: tuple = ()  # Awaits
 
 
 @dataclass(frozen=True, eq=False)
@@ -2717,6 +3914,7 @@ class StartContainer:
     spec: Spec
     container: Container
     reason: str
+    awaits: tuple = ()  # Awaits
 
 
 @dataclass(frozen=True, eq=False)
@@ -2748,6 +3946,7 @@ class ReplaceContainer:
     keep_old: bool = False  # keep the old container stopped aside for probation
     previous: Previous = None  # what the old container ran, remembered for `dockerup rollback`
     attempts: int = 1  # counts the attempts at this very update, for the back-off
+    awaits: tuple = ()  # Awaits
 
 
 @dataclass(frozen=True, eq=False)
@@ -2882,6 +4081,7 @@ def plan_changes(declared, state, memory=None, config=None, *, now=None, own_id=
     moved, restarted, failed, current_of = set(), set(), set(), {}
     pending = {normalize_image_ref(image) for image in pending_pulls}
     context = Context(config, now, own_id, state.images, by_name, current_of)
+    declared_by_name = {spec.name: spec for spec in declared.specs if spec.name}
     for spec in declared.specs:
         holder = holders.get(spec.name)
         if holder:
@@ -2892,9 +4092,9 @@ def plan_changes(declared, state, memory=None, config=None, *, now=None, own_id=
             failed.add(spec.name)
             plan.outcomes[spec.identity] = Outcome.FAILED
             continue
-        blocked = [d for d in spec.dependencies if d in failed]
+        blocked = blocked_reason(spec, failed, planning=True)
         if blocked:
-            plan.problems.append(spec.problem("", f"not converged: it depends on {', '.join(blocked)}, which could not be"))
+            plan.problems.append(spec.problem("", blocked))
             failed.add(spec.name)
             plan.outcomes[spec.identity] = Outcome.FAILED
             continue
@@ -2910,9 +4110,9 @@ def plan_changes(declared, state, memory=None, config=None, *, now=None, own_id=
             why = (pull_errors or {}).get(normalize_image_ref(spec.image), "no pull was attempted")
             decision = plan_unavailable_image(spec, group, why)
         else:
-            network = spec.doc.get("network", "")
-            followed = [d for d in spec.dependencies if d in moved or (d in restarted and network == f"container:{d}")]
+            followed = [d for d in spec.attachments if d in moved or (d in restarted and d in spec.shared_namespaces)]
             decision = plan_spec(spec, group, want, followed, memory, context)
+            decision.actions = awaiting(spec, decision.actions, declared_by_name)
         plan.actions += decision.actions
         plan.outcomes[spec.identity] = decision.outcome
         plan.notes += decision.notes
@@ -2935,6 +4135,32 @@ def plan_changes(declared, state, memory=None, config=None, *, now=None, own_id=
 
     plan.actions += plan_image_cleanup(declared, state, leaving, memory, config, ours)
     return plan
+
+
+def blocked_reason(spec, failed, planning):
+    """Why a spec is not converged because a container it needs failed (`failed` names
+    them), or "". An essential container of a task that cannot be started keeps the
+    task's later containers from starting, as ECS would not start the task."""
+    needed = [name for name in spec.dependencies if name in failed]
+    if needed:
+        return f"not converged: it depends on {', '.join(needed)}, which {'could not be' if planning else 'failed'}"
+    essentials = [name for name in spec.task_essentials if name in failed and name != spec.name]
+    if essentials:
+        return (f"not started: {', '.join(essentials)}, essential to task {spec.task}, "
+                f"{'cannot be started' if planning else 'failed'}")
+    return ""
+
+
+def awaiting(spec, actions, specs_by_name):
+    """The actions that start the spec's container, made to wait for its dependsOn
+    conditions first, each for at most its target's startTimeout."""
+    awaits = tuple(Await(d["containerName"], d["condition"],
+                         specs_by_name[d["containerName"]].doc.get("startTimeout", DEFAULT_START_TIMEOUT))
+                   for d in spec.doc.get("dependsOn", ()))
+    if not awaits:
+        return actions
+    return [replace(action, awaits=awaits) if isinstance(action, (CreateContainer, StartContainer, ReplaceContainer))
+            else action for action in actions]
 
 
 def group_containers(declared, ours):
@@ -3055,11 +4281,15 @@ def attachment_change(spec, container, context):
     interrupted run, a rollback, a person's docker rm)."""
     for path, target_name in container_references(spec.doc):
         target = context.current_of.get(target_name)
-        if target is None:
+        if target is None or path.startswith("dependsOn"):  # dependsOn only orders: nothing to follow
             continue
         if path == "network":
             if container.network_mode != f"container:{target.id}" or container.started_at < target.started_at:
                 return f"it shares the network of an earlier {target_name} container"
+        elif path in NAMESPACE_FIELDS:
+            if container.started_at < target.started_at:
+                what = "process" if path == "pidMode" else "IPC"
+                return f"it shares the {what} namespace of an earlier {target_name} container"
         elif path.startswith("volumes"):
             own = {(m.name or m.source, m.destination) for m in container.mounts}
             if any((m.name or m.source, m.destination) not in own for m in target.mounts):
@@ -3148,8 +4378,8 @@ def plan_stopped(spec, container, remove_others):
     actions = remove_others([container])
     if spec.one_shot and container.exit_code == 0:
         return SpecPlan(Outcome.FINISHED, actions, container)
-    if spec.doc.get("restart") == "never":
-        problem = spec.problem("", f"{container.short} exited with code {container.exit_code}; restart is never, "
+    if spec.stays_exited:
+        problem = spec.problem("", f"{container.short} exited with code {container.exit_code}; {spec.stays_exited}, "
                                    "so it stays stopped")
         return SpecPlan(Outcome.FAILED, actions, container, problems=[problem])
     return SpecPlan(Outcome.START, actions + [StartContainer(spec, container, f"container is {container.status}")],
@@ -3308,6 +4538,42 @@ class ActionFailed(DockerupError):
         return not any(marker in self.reason for marker in HOST_CONDITIONS)
 
 
+class DependencyNotMet(ActionFailed):
+    """A container this one depends on did not meet its dependsOn condition: not the
+    update's fault, so nothing is remembered against it."""
+
+    @property
+    def update_failed(self):
+        return False
+
+
+# dependsOn condition -> what the container must do, for messages.
+CONDITION_WORDS = {"START": "start", "HEALTHY": "become healthy", "COMPLETE": "exit", "SUCCESS": "exit with code 0"}
+
+
+def condition_met(condition, state):
+    """(met, why it never will be) for a dependsOn condition, given the docker inspect
+    State of the container depended on (None: there is none)."""
+    if state is None:
+        return False, "does not exist"
+    status, code = state.get("Status"), state.get("ExitCode")
+    started = parse_docker_time(state.get("StartedAt")) > 0
+    ended = started and status in ("exited", "dead")
+    health = (state.get("Health") or {}).get("Status", "")
+    if condition == "START":
+        return started, ""
+    if condition == "COMPLETE":
+        return ended, ""
+    if condition == "SUCCESS":
+        succeeded = status == "exited" and code == 0
+        return ended and succeeded, f"exited with code {code}" if ended and not succeeded else ""
+    if health in ("healthy", "unhealthy"):
+        return health == "healthy", "" if health == "healthy" else "is unhealthy"
+    if ended:
+        return False, f"exited with code {code}"
+    return False, "has no health check" if status == "running" and not health else ""
+
+
 # What docker says when the host, not the new container, is at fault: a port someone
 # else holds, a full disk. The next run tries the update again.
 HOST_CONDITIONS = ("address already in use", "port is already allocated", "no space left on device",
@@ -3362,9 +4628,9 @@ class Executor:
                 problems.append(Problem("dockerup", f"stopped by a signal; {len(actions) - index} actions left for the next run"))
                 break
             spec = getattr(action, "spec", None)
-            blocked = [d for d in (spec.dependencies if spec else ()) if d in failed]
+            blocked = blocked_reason(spec, failed, planning=False) if spec else ""
             if blocked:
-                problems.append(spec.problem("", f"not converged: it depends on {', '.join(blocked)}, which failed"))
+                problems.append(spec.problem("", blocked))
                 failed.add(spec.name)
                 continue
             try:
@@ -3396,6 +4662,7 @@ class Executor:
 
     def create(self, action):
         spec, labels = action.spec, action.want.labels
+        self.await_dependencies(action)
         try:
             self.docker.change(*run_argv(spec, labels=labels, image=action.want.image),
                                reason=f"{action.reason} ({spec.label})", env=run_environment(spec))
@@ -3405,6 +4672,7 @@ class Executor:
         self.send_signals(spec)
 
     def start(self, action):
+        self.await_dependencies(action)
         self.docker.change("start", action.container.name, reason=f"{action.reason} ({action.spec.label})")
 
     def rename(self, action):
@@ -3416,6 +4684,7 @@ class Executor:
 
     def replace(self, action):
         spec, old = action.spec, action.old
+        self.await_dependencies(action)  # before the old container stops: a timeout leaves it running
         if action.not_eager_because:
             log.info("%s: replacing without update.eager: %s", spec.label, action.not_eager_because)
         try:
@@ -3592,6 +4861,35 @@ class Executor:
                     raise ActionFailed(f"was not healthy within {limit:g} seconds")
                 return
             time.sleep(min(0.25, limit - elapsed))
+
+    def await_dependencies(self, action):
+        """dependsOn: wait until each container the action's spec depends on meets its
+        condition. Not meeting one in time fails the action; the update is not to blame."""
+        for wait in action.awaits:
+            if self.docker.dry_run:
+                continue
+            deadline, told = time.monotonic() + wait.timeout, False
+            while True:
+                if self.stop:
+                    raise DependencyNotMet(f"stopped while waiting for {wait.container} (dependsOn {wait.condition})")
+                try:
+                    state = json.loads(self.docker.read("inspect", "--type", "container", "--format",
+                                                        "{{json .State}}", wait.container))
+                except DockerError:
+                    state = None
+                met, failure = condition_met(wait.condition, state)
+                if met:
+                    break
+                if failure:
+                    raise DependencyNotMet(f"{wait.container} {failure} (dependsOn {wait.condition})")
+                if time.monotonic() >= deadline:
+                    raise DependencyNotMet(f"{wait.container} did not {CONDITION_WORDS[wait.condition]} within "
+                                           f"{wait.timeout:g} seconds (dependsOn {wait.condition}; its startTimeout)")
+                if not told:
+                    log.info("%s: waiting for %s to %s (dependsOn %s)", action.spec.label, wait.container,
+                             CONDITION_WORDS[wait.condition], wait.condition)
+                    told = True
+                time.sleep(0.25)
 
     def last_output(self, ref):
         try:
@@ -4369,6 +5667,33 @@ def validate(config, user_data_file):
     return EXIT_OK
 
 
+def export(config, export_format, family=None):
+    """Print the declared containers as an ECS task definition or a compose file. Lines
+    saying what does not translate go to standard error; nothing touches the engine."""
+    if export_format not in ("ecs", "compose"):
+        raise DockerupError(f"--format: expected ecs or compose, got {export_format!r}")
+    if family is None:
+        import socket
+
+        family = re.sub(r"[^a-zA-Z0-9_-]", "-", socket.gethostname())[:255] or "dockerup"
+    if not re.fullmatch(r"[a-zA-Z0-9_-]{1,255}", family):
+        raise DockerupError(f"--family: {family!r} is not a task family: up to 255 letters, digits, '_' and '-'")
+    user_data = None
+    if config.aws and metadata_endpoint():
+        user_data = read_user_data(config.cache, metadata_endpoint(), remember=False)
+    declared = load_declared(config, user_data)
+    if declared.problems:
+        for problem in declared.problems:
+            log.error("%s", problem)
+        log.error("nothing exported: %s", plural(len(declared.problems), "problem"))
+        return EXIT_PROBLEMS
+    document, notes = export_ecs(declared.specs, family) if export_format == "ecs" else export_compose(declared.specs)
+    for note in notes:
+        print(note, file=sys.stderr)
+    print(json.dumps(document, indent=2))
+    return EXIT_OK
+
+
 class OneLineFormatter(logging.Formatter):
     """Each message on one line; a traceback (-v) still follows it as it is."""
 
@@ -4406,7 +5731,9 @@ def usage_problem(argv):
             words.append(arg)
     if words[:1] in (["retry"], ["rollback"]):
         return None
-    extra = words[1:] if words[:1] in (["validate"], ["schema"], ["status"]) else words
+    if words[:1] == ["export"] and not any(arg.split("=", 1)[0] == "--format" for arg in argv):
+        return "export needs --format ecs or --format compose"
+    extra = words[1:] if words[:1] in (["validate"], ["schema"], ["export"], ["status"]) else words
     return f"unexpected argument {extra[0]!r}" if extra else None
 
 
@@ -4426,12 +5753,15 @@ def main(argv=None):
         return EXIT_FATAL
     setup_logging(args["--verbose"])
     if args["schema"]:
-        sys.stdout.write(SCHEMA_TEXTS["user-data" if args["user-data"] else "container"])
+        sys.stdout.write(SCHEMA_TEXTS[next((kind for kind in ("user-data", "task-definition") if args[kind]),
+                                           "container")])
         return EXIT_OK
     try:
         config = load_config(args)
         if args["validate"]:
             return validate(config, args["--user-data"])
+        if args["export"]:
+            return export(config, args["--format"], args["--family"])
         docker = Docker(config.remote, config.timeout, config.dry_run, config.show_secrets,
                         journal=[] if config.dry_run and config.format == "json" else None)
         stop = StopRequest()

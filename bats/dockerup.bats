@@ -132,6 +132,28 @@ load helper
   expect_contains "${stderr_lines[0]}" "$CONFIG:1: unknown key 'confdri' (did you mean 'confdir'?)"
 }
 
+@test "export without --format exits 2 and says what it needs" {
+  run --separate-stderr dockerup export --config "$CONFIG"
+  [ "$status" -eq 2 ]
+  expect_equal "${stderr_lines[0]}" "export needs --format ecs or --format compose"
+  expect_contains "$stderr" "Usage:"
+}
+
+@test "export --format ecs prints a task definition of a task definition's containers" {
+  spec shop.json '{"family": "shop", "containerDefinitions": [{"name": "web", "image": "app:1", "memory": 64,
+    "environment": [{"name": "TZ", "value": "UTC"}]}]}'
+  run --separate-stderr dockerup export --config "$CONFIG" --format ecs --family shop
+  [ "$status" -eq 0 ]
+  [ -z "$stderr" ]
+  expect_equal "$(python3 -c 'import json, sys; t = json.load(sys.stdin); print(t["family"], t["containerDefinitions"][0]["environment"])' <<<"$output")" "shop [{'name': 'TZ', 'value': 'UTC'}]"
+}
+
+@test "schema task-definition prints the task definition schema" {
+  run --separate-stderr dockerup schema task-definition
+  [ "$status" -eq 0 ]
+  expect_contains "$output" '"$id": "https://dockerup.dev/schema/task-definition.schema.json"'
+}
+
 @test "status takes no argument" {
   run --separate-stderr dockerup status web
   [ "$status" -eq 2 ]

@@ -1,6 +1,6 @@
 # Shared setup for the CLI tests. They run the module from the checkout and
-# never touch the Docker engine: only --help, --version, usage errors and
-# `validate` are run here.
+# never touch the Docker engine: only --help, --version, usage errors, `validate`,
+# `export` and `schema` are run here.
 
 bats_require_minimum_version 1.5.0
 

@@ -118,13 +118,21 @@ def test_deep_nesting_at_every_depth_near_the_parser_limit(site):
 
 # A value of the wrong JSON type for each schema field.
 WRONG_TYPE = {
-    "type": 5, "name": 5, "image": 5, "cpu": "512", "memory": 512, "memoryReservation": 512,
+    "type": 5, "name": 5, "image": 5, "cpu": "512", "memory": True, "memoryReservation": 5.5,
     "entrypoint": 5, "command": {"sh": "-c"}, "privileged": "yes", "network": 5, "volumes": {},
     "portMappings": {"containerPort": 80}, "env": ["A=1"], "restart": True, "update": "eager",
     "signal": "HUP", "links": "db", "dockerLabels": ["team=web"], "hostname": 5, "user": 1000,
     "workingDirectory": 5, "extraHosts": "db:10.0.0.5", "dnsServers": "10.0.0.2",
     "dnsSearchDomains": "example.com", "logConfiguration": "json-file", "healthCheck": "true",
     "stopTimeout": "30", "ulimits": {"nofile": 1024}, "readonlyRootFilesystem": 1,
+    # ECS's spellings and fields
+    "environment": {"A": "1"}, "entryPoint": "sh -c", "mountPoints": {}, "volumesFrom": "db",
+    "restartPolicy": "always", "disableNetworking": "yes", "essential": "true", "dependsOn": {"db": "HEALTHY"},
+    "startTimeout": "30", "linuxParameters": [], "systemControls": {}, "dockerSecurityOptions": "no-new-privileges",
+    "pseudoTerminal": 1, "interactive": "yes", "pidMode": 5, "ipcMode": 5, "versionConsistency": True,
+    "secrets": "arn:aws:secretsmanager:eu-west-1:1:secret:x", "environmentFiles": "s3://bucket/x.env",
+    "repositoryCredentials": "arn", "firelensConfiguration": "fluentbit", "resourceRequirements": "GPU",
+    "credentialSpecs": "gmsa",
 }
 
 NESTED_WRONG_TYPE = [
@@ -188,7 +196,7 @@ OUT_OF_RANGE = [
     (ports(hostIp="localhost"), "portMappings[0].hostIp"),
     (ports(hostIp="127.0.0.1:80"), "portMappings[0].hostIp"),
     # cpu
-    ({"cpu": 0}, "cpu"), ({"cpu": -1}, "cpu"), ({"cpu": 1}, "cpu"), ({"cpu": 262145}, "cpu"), ({"cpu": 0.5}, "cpu"),
+    ({"cpu": -1}, "cpu"), ({"cpu": 1}, "cpu"), ({"cpu": 262145}, "cpu"), ({"cpu": 0.5}, "cpu"),
     # memory
     ({"memory": "512x"}, "memory"), ({"memory": "m"}, "memory"), ({"memory": "-1g"}, "memory"),
     ({"memory": "1.5.5g"}, "memory"), ({"memory": ""}, "memory"), ({"memory": "512 mbytes"}, "memory"),

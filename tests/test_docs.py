@@ -73,8 +73,9 @@ def test_field_reference_names_every_sub_field(field):
 
 def test_sub_fields_are_found_in_the_schema():
     """The walk above reaches the $defs objects and the inline ones alike."""
-    assert sub_fields(SCHEMA["properties"]["portMappings"]) == {"containerPort", "hostPort", "hostIp", "protocol"}
-    assert sub_fields(SCHEMA["properties"]["volumes"]) == {"containerPath", "hostPath", "mode", "from"}
+    assert sub_fields(SCHEMA["properties"]["portMappings"]) == {"containerPort", "hostPort", "hostIp", "protocol",
+                                                                 "name", "appProtocol", "containerPortRange"}
+    assert sub_fields(SCHEMA["properties"]["volumes"]) == {"containerPath", "hostPath", "mode", "from", "volume"}
     assert sub_fields(SCHEMA["properties"]["healthCheck"]) == {"command", "interval", "timeout", "retries",
                                                                "startPeriod"}
 

@@ -6,6 +6,7 @@ client's configuration."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import dockerup
 from conftest import IMAGE, ROOT, Registry, docker
 
 INSTALLED = "/usr/local/bin/dockerup"
@@ -28,6 +30,55 @@ def test_the_units_run_the_installed_path():
     cron = [line for line in (ROOT / "etc" / "dockerup.cron").read_text().splitlines()
             if line and not line.startswith(("#", "PATH="))]
     assert cron == [f"* * * * * root {INSTALLED} 2>&1 | logger -t dockerup"]
+
+
+def test_systemd_accepts_the_unit(tmp_path):
+    """Every option is one systemd knows (a misspelt hardening option is silently
+    ignored by systemd itself), and none hides root's ~/.docker from the docker client."""
+    text = (ROOT / "etc" / "dockerup.service").read_text()
+    unit = tmp_path / "dockerup.service"
+    unit.write_text(text.replace(f"ExecStart={INSTALLED}", f"ExecStart={shutil.which('true')}"))
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
+    assert "\nProtectHome=read-only\n" in text and "InaccessiblePaths" not in text
+
+
+def test_the_image_leaves_the_cache_to_the_host_and_the_self_spec_outlasts_a_pull():
+    """A VOLUME would give a dockerup started without -v a lock of its own; docker's
+    10 second stop would kill a dockerup in the middle of a pull."""
+    assert re.findall(r"^VOLUME\b.*", (ROOT / "Dockerfile").read_text(), re.M) == []
+    spec = json.loads((ROOT / "etc" / "dockerup-self.json").read_text())
+    assert spec["stopTimeout"] >= dockerup.config_defaults()["timeout"]
+
+
+def pyproject():
+    try:
+        import tomllib
+    except ImportError:  # Python 3.9 and 3.10
+        import tomli as tomllib
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_the_package_requires_the_oldest_releases_that_work():
+    """docopt 0.6.2 works too (Debian's), but pip installs its maintained successor."""
+    requirements = dict(re.fullmatch(r"([\w-]+)>=([\d.]+)", requirement).groups()
+                        for requirement in pyproject()["project"]["dependencies"])
+    oldest = {name: release for name, release in dockerup.OLDEST_RELEASES.items() if name != "docopt"}
+    assert requirements == {**oldest, "docopt-ng": "0.9"}
+
+
+def test_the_version_is_written_once_in_dockerup_py():
+    project = pyproject()
+    assert project["project"]["dynamic"] == ["version"] and "version" not in project["project"]
+    assert project["tool"]["setuptools"]["dynamic"] == {"version": {"attr": "dockerup.__version__"}}
+    setup_calls = re.findall(r"^setup\(.*", (ROOT / "setup.py").read_text(), re.M)
+    assert setup_calls == ["setup()"], "setup.py must leave everything to pyproject.toml"
+
+
+def test_the_license_is_mit():
+    assert pyproject()["project"]["license"] == "MIT"
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n\nCopyright (c) 2026 the dockerup authors\n")
 
 
 def project_copy(directory):
@@ -49,9 +100,9 @@ def check_installed(prefix, host, env=None):
     """The installed command answers and converges a spec on the engine."""
     dockerup = prefix / INSTALLED.lstrip("/")
     assert run([dockerup, "--version"], env=env).stdout == "dockerup 0.1.0\n"
-    host.spec("web.json", name="web")
+    host.spec("web.json", name=host.name("web"))
     run([dockerup, "--config", host.config], env=env)
-    assert host.inspect("web")["State"]["Running"]
+    assert host.inspect(host.name("web"))["State"]["Running"]
 
 
 def test_debian_packages_and_the_single_file(tmp_path, host):
@@ -95,6 +146,11 @@ def test_venv(tmp_path, host):
     link.parent.mkdir(parents=True)
     link.symlink_to(venv / "bin" / "dockerup")
     check_installed(tmp_path, host)
+    shown = run([venv / "bin" / "pip", "show", "--files", "dockerup"]).stdout
+    assert f"\nVersion: {dockerup.__version__}\n" in shown
+    files = shown.split("\nFiles:\n", 1)[1].split()
+    assert sorted(f for f in files if "dist-info" not in f and "__pycache__" not in f) == [
+        "../../../bin/dockerup", "dockerup.py"]  # one module and its command: no data files
 
 
 def test_a_registry_login_reaches_dockerup(tmp_path, host):
@@ -115,17 +171,18 @@ def test_a_registry_login_reaches_dockerup(tmp_path, host):
         docker("tag", IMAGE, image)
         run(["docker", "push", image], env=login)
         docker("rmi", image)
-        host.spec("private.json", name="private", image=image)
+        private = host.name("private")
+        host.spec("private.json", name=private, image=image)
 
         refused = host.run(env={"DOCKER_CONFIG": str(logged_out)})
         assert refused.returncode == 1, refused.stderr
         assert f"ERROR {host.confdir}/private.json: image: {image} is not available locally and pulling it " \
                f"failed (" in refused.stderr
         assert "no basic auth credentials" in refused.stderr, refused.stderr
-        assert docker("ps", "-aq", "--filter", "name=^private$") == ""
+        assert docker("ps", "-aq", "--filter", f"name=^{private}$") == ""
 
         host.converge(env={"DOCKER_CONFIG": str(logged_in)})
-        assert host.inspect("private")["Config"]["Image"] == image
+        assert host.inspect(private)["Config"]["Image"] == image
         assert registry.address in (logged_in / "config.json").read_text()
         assert not (logged_out / "config.json").exists()
     finally:

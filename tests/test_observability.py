@@ -152,6 +152,9 @@ def test_text_stays_the_default_and_json_is_only_for_plans_and_status(host):
     wrong = host.run("--format", "json")
     assert wrong.returncode == 2 and wrong.stderr.strip().endswith(
         "dockerup ERROR --format json is for `dockerup status` and --dry-run")
+    unknown = host.run("--dry-run", "--format", "xml")
+    assert unknown.returncode == 2 and unknown.stderr.strip().endswith(
+        "dockerup ERROR --format: format='xml': expected text or json")
     assert host.managed() == {}
 
 

@@ -114,14 +114,15 @@ def test_debian_12_releases_run_the_single_file(debian_python, alone, tmp_path):
 @pytest.mark.pypi
 def test_debian_12_releases_converge(debian_python, alone, host):
     """A real converge, every docker command logged (-v) and recorded as docker got it."""
-    host.spec("web.json", name="web", image=IMAGE, command=["sh", "-c", "sleep 600; echo 'done'"])
+    web = host.name("web")
+    host.spec("web.json", name=web, image=IMAGE, command=["sh", "-c", "sleep 600; echo 'done'"])
     record = recording_docker(host.root / "bin", real=shutil.which("docker"))
     env = {**os.environ, "PATH": f"{record}:{os.environ['PATH']}"}
     command = [debian_python, str(alone), "--config", str(host.config), "-v"]
     first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert first.returncode == 0, first.stderr
-    assert host.inspect("web")["State"]["Running"]
-    assert host.inspect("web")["Config"]["Cmd"] == ["sh", "-c", "sleep 600; echo 'done'"]
+    assert host.inspect(web)["State"]["Running"]
+    assert host.inspect(web)["Config"]["Cmd"] == ["sh", "-c", "sleep 600; echo 'done'"]
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert second.returncode == 0, second.stderr
     assert re.search(r"converged in [\d.]+s: 1 declared, 1 unchanged, 0 container actions", second.stderr)

@@ -147,12 +147,34 @@ FIELDS = {
     "stopTimeout": st.integers(0, 3600),
     "ulimits": st.lists(ulimits(), max_size=3, unique_by=lambda u: u["name"]),
     "readonlyRootFilesystem": st.booleans(),
+    "linuxParameters": st.fixed_dictionaries({}, optional={
+        "capabilities": st.fixed_dictionaries({}, optional={
+            "add": st.lists(st.sampled_from(["NET_ADMIN", "SYS_PTRACE", "ALL"]), max_size=2),
+            "drop": st.lists(st.sampled_from(["MKNOD", "CHOWN"]), max_size=2)}),
+        "devices": st.lists(st.fixed_dictionaries({"hostPath": paths}, optional={
+            "containerPath": paths, "permissions": st.lists(st.sampled_from(["read", "write", "mknod"]), max_size=3,
+                                                            unique=True)}), max_size=2),
+        "initProcessEnabled": st.booleans(), "sharedMemorySize": st.integers(1, 1024),
+        "tmpfs": st.lists(st.fixed_dictionaries({"containerPath": paths, "size": st.integers(1, 512)}, optional={
+            "mountOptions": st.lists(st.sampled_from(["noexec", "nosuid", "mode=1777"]), max_size=2)}), max_size=2)}),
+    "systemControls": st.lists(st.fixed_dictionaries({"namespace": st.sampled_from(["net.core.somaxconn",
+                                                                                     "kernel.msgmax"]),
+                                                      "value": nasty}), max_size=2),
+    "dockerSecurityOptions": st.lists(st.sampled_from(["no-new-privileges", "apparmor:unconfined", "label=disable",
+                                                       "seccomp:unconfined"]), max_size=3),
+    "pseudoTerminal": st.booleans(),
+    "interactive": st.booleans(),
+    "pidMode": st.just("host"),
+    "ipcMode": st.sampled_from(["host", "none", "private", "shareable"]),
+    "essential": st.booleans(),
+    "startTimeout": st.integers(1, 86400),
 }
-LATER = {"name", "image", "memoryReservation", "links"}  # drawn in valid_specs: they depend on others
+LATER = {"name", "image", "memoryReservation", "links", "dependsOn"}  # drawn in valid_specs: they depend on others
 
 
 def test_the_strategies_cover_every_schema_field():
-    assert sorted(set(FIELDS) | LATER) == sorted(SCHEMA["properties"])
+    """ECS's spellings are rewritten into these fields as specs load (tests/test_ecs.py)."""
+    assert sorted(set(FIELDS) | LATER | set(dockerup.ECS_REWRITTEN)) == sorted(SCHEMA["properties"])
 
 
 @st.composite
@@ -172,6 +194,10 @@ def valid_specs(draw, fields=FIELDS):
     if draw(st.booleans()):
         targets = draw(st.lists(names.filter(lambda n: n != doc["name"]), min_size=1, max_size=2, unique=True))
         doc["links"] = draw(st.sampled_from([targets, {t: "alias" for t in targets}]))
+    if draw(st.booleans()):
+        targets = draw(st.lists(names.filter(lambda n: n != doc["name"]), min_size=1, max_size=2, unique=True))
+        doc["dependsOn"] = [{"containerName": t, "condition": draw(st.sampled_from(["START", "HEALTHY", "COMPLETE",
+                                                                                     "SUCCESS"]))} for t in targets]
     return doc
 
 

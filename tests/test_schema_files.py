@@ -10,7 +10,8 @@ from conftest import DOCKERUP, ROOT
 
 
 @pytest.mark.parametrize("kind, filename", [("container", "container.schema.json"),
-                                            ("user-data", "user-data.schema.json")])
+                                            ("user-data", "user-data.schema.json"),
+                                            ("task-definition", "task-definition.schema.json")])
 def test_published_schema_is_the_module_schema(kind, filename):
     printed = subprocess.run([sys.executable, str(DOCKERUP), "schema", kind], capture_output=True, text=True,
                              check=True).stdout

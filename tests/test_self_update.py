@@ -2,12 +2,11 @@
 the registry makes it replace itself, and the host goes on being managed.
 
 No public registry is reachable in CI, so the image is built with the repository's
-Dockerfile FROM a base made here, offline, from this host's Debian Python (with pip,
-setuptools and wheel, so that `pip install .` works), dockerup's dependencies as the
-test interpreter has them installed, and the host's docker CLI. That base is tagged
+Dockerfile FROM a base made here, offline, from this host's Debian Python with pip,
+dockerup's build requirement (setuptools) and dependencies as the test interpreter has
+them installed (so that `pip install .` needs no index), and the host's docker CLI. That base is tagged
 with a hash of what defines it and reused while it exists."""
 
-import ast
 import hashlib
 import inspect
 import json
@@ -22,14 +21,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import IMAGE, ROOT, docker
+from conftest import ENGINE, IMAGE, ROOT, docker
 
 PYTHON = f"python{sys.version_info.major}.{sys.version_info.minor}"
-# What a Debian Python needs to `pip install .` a setup.py project without an index:
-# setuptools alone cannot build the wheel pip asks for; the wheel package can.
+# A Debian Python with pip; setuptools comes from the test interpreter (python_dependencies).
 BASE_PACKAGES = (f"{PYTHON}-minimal", f"lib{PYTHON}-minimal", f"lib{PYTHON}-stdlib", PYTHON, "python3-minimal",
-                 "python3", "libpython3-stdlib", "python3-distutils", "python3-lib2to3", "python3-pip",
-                 "python3-setuptools", "python3-pkg-resources", "python3-wheel")
+                 "python3", "libpython3-stdlib", "python3-distutils", "python3-lib2to3", "python3-pip")
 # Debian marks its Python "externally managed" to protect apt's packages; an image
 # has no apt-installed Python packages to protect, like the official python images.
 LEFT_OUT = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/lintian/", f"/usr/lib/{PYTHON}/EXTERNALLY-MANAGED")
@@ -37,9 +34,11 @@ SITE_PACKAGES = f"/usr/local/lib/{PYTHON}/dist-packages"
 BUSYBOX_APPLETS = ("sh", "rm", "ls", "cat", "env", "mkdir")
 BASE_REPOSITORY = "dockerup-test/python-base"
 BASE_CONFIG = ("ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "ENV LANG=C.UTF-8",
-               # Fail at once rather than wait for an index that cannot be reached.
-               "ENV PIP_NO_INDEX=1", 'CMD ["python3"]')
-SOCKET = "/var/run/docker.sock"
+               # Fail at once rather than wait for an index that cannot be reached, and
+               # build with the setuptools the image has (pip's quirk: 0 turns isolation off).
+               "ENV PIP_NO_INDEX=1", "ENV PIP_NO_BUILD_ISOLATION=0", 'CMD ["python3"]')
+SOCKET = "/var/run/docker.sock"  # in dockerup's container: the engine's socket, mounted
+ENGINE_SOCKET = ENGINE.removeprefix("unix://")  # on this host
 SELF = "dockerup"
 TIMEOUT = 90  # seconds for each change dockerup makes; seconds are enough when it works
 
@@ -78,15 +77,20 @@ def debian_files(packages):
 
 
 def python_dependencies():
-    """(name, version, files) of every installed distribution dockerup needs: setup.py's
-    install_requires and what they require in turn."""
+    """(name, version, files) of every installed distribution dockerup needs to be built
+    and to run: pyproject.toml's build requirements and dependencies, and what they
+    require in turn."""
     import importlib.metadata
 
     from packaging.requirements import Requirement
 
-    tree = ast.parse((ROOT / "setup.py").read_text())
-    wanted = next(ast.literal_eval(node.value) for node in ast.walk(tree)
-                  if isinstance(node, ast.keyword) and node.arg == "install_requires")
+    try:
+        import tomllib
+    except ImportError:  # Python 3.9 and 3.10
+        import tomli as tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    wanted = pyproject["build-system"]["requires"] + pyproject["project"]["dependencies"]
     found = {}
     while wanted:
         requirement = Requirement(wanted.pop())
@@ -147,8 +151,11 @@ def assemble_base(tag, packages, dependencies, docker_cli, busybox):
 
 
 def file_digest(path):
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def base_image():
@@ -277,7 +284,7 @@ def self_host(host, registry, images):
     running, they would recreate what the host fixture removes, and keep an image
     the images fixture removes in use."""
     host.configure(confdir="/etc/dockerup/containers.d", cache="/var/cache/dockerup", pull="true",
-                   interval="1", settle="1", timeout="60")
+                   interval="1", settle="1", timeout="60", remote=f"unix://{SOCKET}")
     host.cache.mkdir(mode=0o700)
     yield host
     for container in containers(f"label=dockerup.id={SELF}"):
@@ -288,16 +295,17 @@ def self_host(host, registry, images):
 def self_spec(host, image):
     """The spec of etc/dockerup-self.json, with this test's host directories."""
     spec = json.loads((ROOT / "etc" / "dockerup-self.json").read_text())
-    mounts = {"/etc/dockerup": str(host.root), "/var/cache/dockerup": str(host.cache), SOCKET: SOCKET}
+    mounts = {"/etc/dockerup": str(host.root), "/var/cache/dockerup": str(host.cache), SOCKET: ENGINE_SOCKET}
     for volume in spec["volumes"]:
         volume["hostPath"] = mounts[volume["containerPath"]]
     return {**spec, "image": image}
 
 
 def bootstrap(host, image):
-    """The README's `docker run` line, with this test's host directories."""
+    """The README's `docker run` line, with this test's host directories and scope."""
     return docker("run", "--detach", "--name", SELF, "--restart", "always", "--label", f"dockerup.id={SELF}",
-                  "--volume", f"{SOCKET}:{SOCKET}", "--volume", f"{host.root}:/etc/dockerup:ro",
+                  "--label", f"dockerup.scope={host.scope}",
+                  "--volume", f"{ENGINE_SOCKET}:{SOCKET}", "--volume", f"{host.root}:/etc/dockerup:ro",
                   "--volume", f"{host.cache}:/var/cache/dockerup", image).strip()
 
 
@@ -334,8 +342,8 @@ def test_dockerup_replaces_itself_with_a_newly_pushed_image(self_host, registry,
 def test_dockerup_on_the_host_never_takes_a_container_for_its_own(host):
     # The host's mount table lists the /dev/shm of a container with shareable IPC
     # under that container's directory: nothing there says dockerup runs inside it.
-    ghost = docker("run", "--detach", "--name", "ghost", "--ipc", "shareable", "--label", "dockerup.id=ghost",
-                   IMAGE).strip()
+    ghost = docker("run", "--detach", "--name", host.name("ghost"), "--ipc", "shareable", "--label",
+                   "dockerup.id=ghost", "--label", f"dockerup.scope={host.scope}", IMAGE).strip()
     result = host.converge()
     assert "dockerup's own container was replaced" not in result.stderr
     assert ghost not in docker("ps", "--all", "--quiet", "--no-trunc").split(), "the undeclared container was kept"

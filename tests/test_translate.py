@@ -14,8 +14,16 @@ import dockerup
 IMAGE = "registry.example.com/app:1.4"
 
 
+def normalized(doc):
+    """The spec as loading leaves it: in dockerup's spelling (ECS spellings rewritten)."""
+    def fail(path, message):
+        raise AssertionError(f"{path}: {message}")
+
+    return dockerup.normalize_container(doc, None, fail)[0]
+
+
 def run_argv(**fields):
-    return dockerup.run_argv(dockerup.Spec({"image": IMAGE, **fields}, "x.json", "confdir"))
+    return dockerup.run_argv(dockerup.Spec(normalized({"image": IMAGE, **fields}), "x.json", "confdir"))
 
 
 def case(id, fragment, flags, after_image=()):
@@ -154,7 +162,54 @@ CASES = [
     case("readonlyRootFilesystem", {"readonlyRootFilesystem": True}, ["--read-only"]),
     case("readonlyRootFilesystem-false", {"readonlyRootFilesystem": False}, []),
 
+    case("volume-named", {"volumes": [{"containerPath": "/data", "volume": "shop_data"}]},
+         ["--volume", "shop_data:/data"]),
+    case("volume-named-ro", {"volumes": [{"containerPath": "/data", "volume": "shop_data", "mode": "ro"}]},
+         ["--volume", "shop_data:/data:ro"]),
+    case("linuxParameters",
+         {"linuxParameters": {"capabilities": {"add": ["NET_ADMIN"], "drop": ["MKNOD", "CHOWN"]},
+                              "devices": [{"hostPath": "/dev/fuse"},
+                                          {"hostPath": "/dev/sda", "containerPath": "/dev/xvda",
+                                           "permissions": ["read", "mknod"]}],
+                              "initProcessEnabled": True, "sharedMemorySize": 64,
+                              "tmpfs": [{"containerPath": "/run", "size": 16, "mountOptions": ["noexec", "mode=1777"]}]}},
+         ["--cap-add", "NET_ADMIN", "--cap-drop", "MKNOD", "--cap-drop", "CHOWN", "--device", "/dev/fuse:/dev/fuse",
+          "--device", "/dev/sda:/dev/xvda:rm", "--init", "--shm-size", "64m", "--tmpfs", "/run:size=16m,noexec,mode=1777"]),
+    case("linuxParameters-init-off", {"linuxParameters": {"initProcessEnabled": False}}, []),
+    case("systemControls", {"systemControls": [{"namespace": "net.core.somaxconn", "value": "1024"}]},
+         ["--sysctl", "net.core.somaxconn=1024"]),
+    # ECS writes a colon; docker's separator is '='.
+    case("dockerSecurityOptions", {"dockerSecurityOptions": ["no-new-privileges", "apparmor:docker-default",
+                                                             "label=disable"]},
+         ["--security-opt", "no-new-privileges", "--security-opt", "apparmor=docker-default", "--security-opt",
+          "label=disable"]),
+    case("pseudoTerminal", {"pseudoTerminal": True}, ["--tty"]),
+    case("interactive", {"interactive": True}, ["--interactive"]),
+    case("pidMode", {"pidMode": "host"}, ["--pid", "host"]),
+    case("ipcMode", {"ipcMode": "shareable"}, ["--ipc", "shareable"]),
+    case("ipcMode-container", {"ipcMode": "container:shm"}, ["--ipc", "container:shm"]),
+
+    # ECS spellings are rewritten into dockerup's before translation (tests/test_ecs.py has the rest).
+    case("environment", {"environment": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]},
+         ["--env", "A", "--env", "B"]),
+    case("entryPoint", {"entryPoint": ["/bin/sh", "-c"]}, ["--entrypoint", "/bin/sh"], ["-c"]),
+    case("mountPoints-none", {"mountPoints": []}, []),
+    case("volumesFrom", {"volumesFrom": [{"sourceContainer": "backup", "readOnly": True}]},
+         ["--volumes-from", "backup:ro"]),
+    case("restartPolicy", {"restartPolicy": {"enabled": True, "ignoredExitCodes": [0], "restartAttemptPeriod": 60}},
+         ["--restart", "on-failure"]),
+    case("disableNetworking", {"disableNetworking": True}, ["--network", "none"]),
+    case("memory-mib", {"memory": 512, "memoryReservation": 256}, ["--memory", "512m", "--memory-reservation", "256m"]),
+    case("cpu-zero", {"cpu": 0}, []),
+    case("versionConsistency", {"versionConsistency": "enabled"}, []),
+    case("ecs-fields-left-empty", {"secrets": [], "environmentFiles": [], "repositoryCredentials": {},
+                                   "firelensConfiguration": None, "resourceRequirements": [], "credentialSpecs": []},
+         []),
+
     # These steer dockerup itself; docker never hears of them.
+    case("essential", {"essential": False}, []),
+    case("dependsOn", {"dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]}, []),
+    case("startTimeout", {"startTimeout": 30}, []),
     case("type", {"type": "docker"}, []),
     case("update", {"update": {"pull": False, "eager": True, "rolling": False}}, []),
     case("signal", {"signal": [{"container": "proxy", "signal": "HUP"}]}, []),
@@ -187,7 +242,8 @@ def test_run_environment(env, environment):
 @pytest.mark.parametrize("fragment, flags, after_image", CASES)
 def test_field_flags_are_the_flags_before_the_image(fragment, flags, after_image):
     """field_flags is run_argv without --name (which is not a field's translation)."""
-    produced = [flag for _, field_flags in dockerup.field_flags({"image": IMAGE, **fragment}) for flag in field_flags]
+    produced = [flag for _, field_flags in dockerup.field_flags(normalized({"image": IMAGE, **fragment}))
+                for flag in field_flags]
     assert produced == (flags[2:] if "name" in fragment else flags)
 
 
@@ -249,7 +305,7 @@ def test_health_durations_are_go_durations(seconds, text):
 def spec_problems(doc):
     """Every problem validation finds in one confdir spec."""
     problems = dockerup.schema_problems(dockerup.schema_validator("container"), doc, "x.json")
-    return [str(p) for p in problems or dockerup.check_spec(dockerup.Spec(doc, "x.json", "confdir"))]
+    return [str(p) for p in problems or dockerup.check_spec(dockerup.Spec(normalized(doc), "x.json", "confdir"))]
 
 
 def test_label_key_with_equals_sign_is_rejected():
@@ -409,8 +465,10 @@ def test_sizes_are_compared_in_bytes(first, second):
 
 
 def test_every_schema_field_is_hashed_applied_in_place_or_a_control():
+    """...or an ECS spelling, which loading rewrites into one of those (or drops)."""
     schema = json.loads(dockerup.SCHEMA_TEXTS["container"])
-    kinds = [set(dockerup.CANONICAL), set(dockerup.IN_PLACE_FIELDS), set(dockerup.CONTROL_FIELDS)]
+    kinds = [set(dockerup.CANONICAL), set(dockerup.IN_PLACE_FIELDS), set(dockerup.CONTROL_FIELDS),
+             set(dockerup.ECS_REWRITTEN)]
     assert set.union(*kinds) == set(schema["properties"])
     assert sum(map(len, kinds)) == len(schema["properties"])
 

@@ -51,7 +51,10 @@ def run(*args):
 DOCUMENT_CASES = [
     pytest.param({"web.json": '{\n  "image": "app:1",\n  "name": web\n}'},
                  "<dir>/web.json: line 3, column 11: invalid JSON: Expecting value", id="malformed JSON"),
+    # Python 3.13's json names a trailing comma, at the comma; older ones the missing name after it.
     pytest.param({"web.json": '{"image": "app:1",}'},
+                 "<dir>/web.json: line 1, column 18: invalid JSON: Illegal trailing comma before end of object"
+                 if sys.version_info >= (3, 13) else
                  "<dir>/web.json: line 1, column 19: invalid JSON: Expecting property name enclosed in double quotes",
                  id="trailing comma"),
     pytest.param({"web.json": ""}, "<dir>/web.json: empty file; expected a JSON object", id="empty file"),
@@ -119,7 +122,8 @@ SPEC_CASES = [
     (web(command=5), "command: expected a string or an array, got a number 5"),
     (web(command=["echo", 1]), "command[1]: expected a string, got a number 1"),
     (web(links="db"), 'links: expected an array or an object, got a string "db"'),
-    (web(memory=512), "memory: expected a string, got a number 512"),
+    # A number is MiB, as ECS writes it; a fraction is neither form.
+    (web(memory=512.5), "memory: expected a string or an integer, got a number 512.5"),
     (web(portMappings=[{"containerPort": 80.5}]),
      "portMappings[0].containerPort: expected an integer or a string, got a number 80.5"),
     # enums
@@ -381,7 +385,6 @@ CONFIG_CASES = [
     pytest.param("notify=https://hooks.example/ok, hooks.example/T0/secret\n", [],
                  "<conf>:1: notify: expected http:// or https:// URLs separated by commas or spaces; URL 2 is not one",
                  id="notify"),
-    pytest.param("", ["--format", "xml"], "--format: format='xml': expected text or json", id="format"),
 ]
 
 

@@ -117,9 +117,8 @@ class Bench:
         checked([sys.executable, "-m", "venv", "--system-site-packages", str(venv)])
         source = self.workdir / "source"
         source.mkdir()
-        for name in ("setup.py", "dockerup.py", "README.md"):  # what the Dockerfile copies
+        for name in ("pyproject.toml", "setup.py", "dockerup.py", "README.md", "LICENSE"):  # as the Dockerfile
             shutil.copy(ROOT / name, source / name)
-        shutil.copytree(ROOT / "schema", source / "schema")
         checked([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
                  "--disable-pip-version-check", str(source)])
         return venv / "bin" / "dockerup"
