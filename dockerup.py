@@ -2,9 +2,10 @@
 """dockerup: make a Docker host run the containers its spec files declare.
 
 Usage:
-  dockerup [options]
-  dockerup retry [options] [NAME...]
-  dockerup rollback [options] NAME...
+  dockerup [options] [--format FORMAT] [--notify URL]...
+  dockerup retry [options] [--format FORMAT] [--notify URL]... [NAME...]
+  dockerup rollback [options] [--format FORMAT] [--notify URL]... NAME...
+  dockerup status [options] [--format FORMAT]
   dockerup validate [options] [--user-data FILE]
   dockerup export --format FORMAT [options]
   dockerup schema [container | user-data | task-definition]
@@ -38,11 +39,16 @@ Options:
                       files or of the configuration file.
   --dry-run           Print the docker commands a run would execute, one per
                       line with the reason as a # comment; change nothing.
+  --format FORMAT     status and --dry-run: text or json [default text];
+                      export: ecs (an ECS task definition) or compose (a
+                      compose file).
+  --metrics FILE      After every run, write Prometheus metrics to this file,
+                      atomically (node_exporter textfile) [default none].
+  --notify URL        After a run in which something happened, POST a JSON
+                      summary to this webhook; repeatable [default none].
   --show-secrets      Show env and log option values in logs and --dry-run
                       output (masked as ***).
   --user-data FILE    validate: also check this user-data document.
-  --format FORMAT     export: ecs (an ECS task definition) or compose (a compose
-                      file).
   --family NAME       export --format ecs: the task's family (default: this
                       host's name).
   -v, --verbose       Also log read-only docker commands, and tracebacks.
@@ -54,6 +60,9 @@ Every option overrides the configuration file key of the same name.
 tried again at once. `dockerup rollback` puts back the container an update on
 probation replaced, or after probation recreates the container from the image its
 last update replaced, and pins it there until its tag moves; then it runs.
+`dockerup status` shows every declared and managed container, what is going on
+with it (a failed update, probation, a pin, a newer image) and the last run, from
+the engine and the cache alone: it pulls nothing and changes nothing.
 `dockerup validate` checks the configuration file and every spec without
 touching the Docker engine. `dockerup export` prints the declared containers as
 an ECS task definition (for aws ecs register-task-definition --cli-input-json)
@@ -62,8 +71,9 @@ each. `dockerup schema` prints the JSON Schema of a spec (or of a user-data
 document, or of an ECS task definition), for editors and other validators.
 
 Exit codes:
-  0  converged (validate: everything is valid)
+  0  converged (validate: everything is valid; status: all as declared)
   1  ran, but a spec was invalid or an action failed; the rest was applied
+     (status: a container is not as declared, or a spec has a problem)
   2  could not run: bad usage, unreadable configuration, daemon unreachable
   3  another dockerup run holds the lock
 """
@@ -168,6 +178,36 @@ def parse_scope(text):
     return text
 
 
+def parse_urls(text):
+    """http(s) URLs separated by commas or spaces. A URL is never repeated in a
+    message: a webhook's path is often its password."""
+    from urllib.parse import urlsplit
+
+    urls = tuple(word for word in re.split(r"[,\s]+", text) if word)
+    for number, url in enumerate(urls, 1):
+        try:
+            parts = urlsplit(url)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+            parts.port  # raises ValueError for a port that is not a number
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ValueError("expected http:// or https:// URLs separated by commas or spaces; "
+                             f"URL {number} is not one")
+    return urls
+
+
+def redact_url(url):
+    """The scheme and host of a URL, for messages (the rest may be a secret)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/..."
+
+
+OUTPUT_FORMATS = ("text", "json")
+
+
 def normalize_remote(url):
     """The original documented default "unix://var/run/docker.sock" is read by the
     docker CLI as a path relative to the working directory: make it absolute."""
@@ -197,6 +237,10 @@ CONFIG_KEYS = {
     "probation": (parse_settle, 300.0),
     # Which containers this instance owns: those labelled with its scope.
     "scope": (parse_scope, ""),
+    # A Prometheus textfile written after every run; empty: none.
+    "metrics": (str, ""),
+    # Webhook URLs told about each run in which something happened.
+    "notify": (parse_urls, ()),
 }
 
 
@@ -213,8 +257,11 @@ class Config:
     settle: float
     probation: float
     scope: str
+    metrics: str
+    notify: tuple
     server: bool = False
     dry_run: bool = False
+    format: str = "text"  # of `dockerup status` and --dry-run: text or json
     show_secrets: bool = False
     verbose: bool = False
 
@@ -250,6 +297,10 @@ def read_config_file(path):
     return values
 
 
+# Keys whose values can hold a password (a webhook URL's path): never repeated in messages.
+UNSHOWN_KEYS = ("notify",)
+
+
 def parse_config_value(key, text, where):
     parser = CONFIG_KEYS[key][0]
     try:
@@ -257,7 +308,7 @@ def parse_config_value(key, text, where):
     except ValueError as e:
         # float() says "could not convert string to float: 'x'": not for operators.
         reason = "expected a number" if "could not convert" in str(e) else str(e)
-        raise ConfigError(f"{where}: {key}={text!r}: {reason}")
+        raise ConfigError(f"{where}: {key}: {reason}" if key in UNSHOWN_KEYS else f"{where}: {key}={text!r}: {reason}")
 
 
 def load_config(args):
@@ -270,9 +321,17 @@ def load_config(args):
         values.update(read_config_file(path))
     elif os.path.exists(DEFAULT_CONFIG_FILE):
         values.update(read_config_file(DEFAULT_CONFIG_FILE))
-    for key in ("confdir", "cache", "remote", "interval", "timeout", "settle", "probation", "scope"):
+    for key in ("confdir", "cache", "remote", "interval", "timeout", "settle", "probation", "scope", "metrics"):
         if args.get(f"--{key}") is not None:
             values[key] = parse_config_value(key, args[f"--{key}"], f"--{key}")
+    if args.get("--notify"):
+        values["notify"] = tuple(url for text in args["--notify"]
+                                 for url in parse_config_value("notify", text, "--notify"))
+    output = "text" if args.get("export") else args.get("--format") or "text"  # export checks its own
+    if output not in OUTPUT_FORMATS:
+        raise ConfigError(f"--format: format={output!r}: expected text or json")
+    if output == "json" and not (args.get("status") or args.get("--dry-run")):
+        raise ConfigError("--format json is for `dockerup status` and --dry-run")
     for key in ("aws", "pull"):
         if args.get(f"--{key}"):
             values[key] = True
@@ -286,6 +345,7 @@ def load_config(args):
         dry_run=bool(args.get("--dry-run")),
         show_secrets=bool(args.get("--show-secrets")),
         verbose=bool(args.get("--verbose")),
+        format=output,
     )
 
 
@@ -2435,15 +2495,6 @@ def last_good_user_data(cache_dir, problems, memo=None):
     return UserData(specs, problems, documents, False)
 
 
-def cached_user_data(cache_dir, memo=None):
-    """The user-data the last full sync read, for a sync between full syncs: its
-    containers are converged, but none is removed, since the metadata service was
-    not asked."""
-    data = read_cache_bytes(cache_dir, USER_DATA_CACHE)
-    specs, problems, documents = parse_user_data(data, "user-data", memo) if data is not None else ([], [], [])
-    return UserData([] if problems else specs, [], [] if problems else documents, False)
-
-
 @dataclass
 class Declared:
     """What should run, as far as the sources could tell."""
@@ -2883,14 +2934,20 @@ def display_command(argv, show_secrets=False, env=None):
     """The shell-quoted command line, with the values of env variables and log
     options masked unless asked otherwise. Shown, the variables given to docker
     in `env` become an `env NAME=VALUE ...` prefix: the line still runs as it ran."""
-    shown = list(argv)
     if show_secrets:
-        shown = ["env", *(f"{key}={value}" for key, value in sorted(env.items())), *shown] if env else shown
+        shown = ["env", *(f"{key}={value}" for key, value in sorted(env.items())), *argv] if env else list(argv)
     else:
-        for index in range(1, len(shown)):
-            if shown[index - 1] in ("--env", "-e", "--log-opt") and "=" in shown[index]:
-                shown[index] = shown[index].split("=", 1)[0] + "=***"
+        shown = masked_argv(argv)
     return " ".join(shell_quote(word) for word in shown)
+
+
+def masked_argv(argv):
+    """argv with the value of each NAME=VALUE after --env or --log-opt written ***."""
+    shown = list(argv)
+    for index in range(1, len(shown)):
+        if shown[index - 1] in ("--env", "-e", "--log-opt") and "=" in shown[index]:
+            shown[index] = shown[index].split("=", 1)[0] + "=***"
+    return shown
 
 
 def shell_quote(word):
@@ -3371,7 +3428,7 @@ class Docker:
     """The docker CLI. Every call goes through _run(), which logs the exact,
     shell-quoted command line just before it runs."""
 
-    def __init__(self, remote, timeout, dry_run=False, show_secrets=False, out=None):
+    def __init__(self, remote, timeout, dry_run=False, show_secrets=False, out=None, journal=None):
         import shutil
 
         dependency("sh", knows_sh_options)  # refused before anything runs, not at the first call
@@ -3381,6 +3438,7 @@ class Docker:
         self.dry_run = dry_run
         self.show_secrets = show_secrets
         self.out = out or sys.stdout
+        self.journal = journal  # a list: a dry run appends each command's argv (env values masked) instead
         self.calls = 0
 
     def read(self, *args, timeout=None, tolerate=None):
@@ -3393,6 +3451,9 @@ class Docker:
         output with its reason as a comment, and not run. `env` adds variables to
         docker's environment (values of `--env NAME`, kept off the command line)."""
         line = display_command(self.prefix + list(args), self.show_secrets, env)
+        if self.dry_run and self.journal is not None:
+            self.journal.append(masked_argv(self.prefix + [str(a) for a in args]))
+            return ""
         if self.dry_run:
             print(f"{line}  # {reason}", file=self.out, flush=True)
             return ""
@@ -3482,6 +3543,7 @@ class Container:
     mounts: tuple = ()  # Mounts
     declared_volumes: frozenset = frozenset()  # Config.Volumes: the image's VOLUMEs and anonymous -v PATH
     resources: dict = field(default_factory=lambda: resource_settings({}))  # IN_PLACE_FIELDS, as docker has them
+    image: str = ""  # the image reference it was created from (Config.Image)
 
     @property
     def alive(self):
@@ -3542,7 +3604,8 @@ def parse_containers(inspect_json):
             created=parse_docker_time(item.get("Created")), started_at=parse_docker_time(state.get("StartedAt")),
             restart_count=item.get("RestartCount") or 0, network_mode=host_config.get("NetworkMode") or "",
             volumes_from=tuple(host_config.get("VolumesFrom") or ()), mounts=mounts,
-            declared_volumes=frozenset(config.get("Volumes") or ()), resources=resources))
+            declared_volumes=frozenset(config.get("Volumes") or ()), resources=resources,
+            image=config.get("Image") or ""))
     return containers
 
 
@@ -3737,6 +3800,16 @@ class Sighting:
 
 
 @dataclass
+class LastRun:
+    """The last run that was not a dry run, for `dockerup status` and the metrics."""
+
+    at: float  # when it ended
+    duration: float
+    exit_code: int
+    summary: str  # its last log line
+
+
+@dataclass
 class Memory:
     images: set = field(default_factory=set)  # image ids this scope's containers used
     failures: dict = field(default_factory=dict)  # identity -> Failure
@@ -3744,6 +3817,10 @@ class Memory:
     pins: dict = field(default_factory=dict)  # identity -> Pin
     rollbacks: set = field(default_factory=set)  # identities `dockerup rollback` names (not saved)
     sightings: dict = field(default_factory=dict)  # identity -> Sighting of the image a rolling spec's tag is at
+    last_run: LastRun = None
+    actions_total: dict = field(default_factory=dict)  # action kind -> how many were carried out, ever
+    runs_total: dict = field(default_factory=dict)  # run result -> how many runs had it, ever
+    notified: set = field(default_factory=set)  # keys of standing conditions already notified (event_key)
 
     def to_json(self):
         from dataclasses import asdict
@@ -3752,7 +3829,11 @@ class Memory:
                 "failures": {k: asdict(v) for k, v in sorted(self.failures.items())},
                 "previous": {k: asdict(v) for k, v in sorted(self.previous.items())},
                 "pins": {k: asdict(v) for k, v in sorted(self.pins.items())},
-                "sightings": {k: asdict(v) for k, v in sorted(self.sightings.items())}}
+                "sightings": {k: asdict(v) for k, v in sorted(self.sightings.items())},
+                "last_run": asdict(self.last_run) if self.last_run else None,
+                "actions_total": dict(sorted(self.actions_total.items())),
+                "runs_total": dict(sorted(self.runs_total.items())),
+                "notified": sorted(self.notified)}
 
     @classmethod
     def from_json(cls, value):
@@ -3760,11 +3841,23 @@ class Memory:
         def entries(key, kind):
             return {identity: typed(kind, fields) for identity, fields in value.get(key, {}).items()}
 
-        images = value.get("images", [])
-        if not all(isinstance(image, str) for image in images):
-            raise ValueError("images: expected strings")
-        return cls(set(images), entries("failures", Failure), entries("previous", Previous), entries("pins", Pin),
-                   sightings=entries("sightings", Sighting))
+        def strings(key):
+            items = value.get(key, [])
+            if not (isinstance(items, list) and all(isinstance(item, str) for item in items)):
+                raise ValueError(f"{key}: expected strings")
+            return set(items)
+
+        def counters(key):
+            items = value.get(key, {})
+            if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in items.values()):
+                raise ValueError(f"{key}: expected counts")
+            return dict(items)
+
+        last_run = value.get("last_run")
+        return cls(strings("images"), entries("failures", Failure), entries("previous", Previous), entries("pins", Pin),
+                   last_run=typed(LastRun, last_run) if last_run is not None else None,
+                   actions_total=counters("actions_total"), runs_total=counters("runs_total"),
+                   notified=strings("notified"), sightings=entries("sightings", Sighting))
 
 
 def typed(kind, fields):
@@ -3933,6 +4026,13 @@ class RemoveImage:
     reason: str
 
 
+# What logs, the JSON plan, metrics and notifications call each kind of action.
+ACTION_KINDS = {RemoveContainer: "remove", CreateContainer: "create", StartContainer: "start",
+                RenameContainer: "rename", UpdateContainer: "update", ReplaceContainer: "replace",
+                RollBack: "rollback", RemoveImage: "remove-image"}
+PULL = "pull"  # pulls run before planning: they are not actions of a Plan
+
+
 @dataclass
 class Plan:
     actions: list
@@ -3942,6 +4042,7 @@ class Plan:
     outcomes: dict = field(default_factory=dict)  # identity -> Outcome
     memory: Memory = field(default_factory=Memory)  # what to remember, before the actions' results
     held_until: dict = field(default_factory=dict)  # identity -> when update.rolling lets its new image in
+    current: dict = field(default_factory=dict)  # identity -> the container the plan leaves in place
 
 
 def plan_pulls(specs, images, config, memory=None):
@@ -4096,7 +4197,7 @@ def plan_changes(declared, state, memory=None, config=None, *, now=None, own_id=
             elif isinstance(action, ReplaceContainer) and not action.keep_old:
                 leaving.add(action.old.id)
         if decision.current is not None:
-            current_of[spec.name] = decision.current
+            current_of[spec.name] = plan.current[spec.identity] = decision.current
         if decision.outcome in (Outcome.CREATE, Outcome.REPLACE, Outcome.ROLL_BACK):
             moved.add(spec.name)
         elif decision.outcome == Outcome.START:
@@ -4638,6 +4739,7 @@ class Executor:
         self.remember = remember or (lambda: None)  # saves the memory: a SIGKILL must not lose a failure
         self.stop_self_last = None
         self.removed_images = set()
+        self.done = []  # the actions carried out
         self.handlers = {RemoveContainer: self.remove_action, CreateContainer: self.create,
                          StartContainer: self.start, RenameContainer: self.rename, UpdateContainer: self.update,
                          ReplaceContainer: self.replace, RollBack: self.roll_back, RemoveImage: self.remove_image}
@@ -4658,6 +4760,7 @@ class Executor:
                 continue
             try:
                 problem = self.handlers[type(action)](action)
+                self.done.append(action)
             except DaemonUnreachable:
                 raise
             except DockerupError as e:
@@ -4956,6 +5059,521 @@ def health_wait_limit(check, settle, timeout):
 
 
 # ============================================================================
+# Telling what is and what happened: status, the plan as JSON, metrics, notifications
+# ============================================================================
+# All of it is read from what the planner decided and the executor did; none of it
+# changes the host or what a run converges. `dockerup status` is a plan without
+# pulls and without execution.
+
+
+def iso_time(seconds):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds)) if seconds is not None else None
+
+
+def owner_of(problem, specs):
+    """The spec a Problem is about, or None (a file that is not valid, a name clash...)."""
+    for spec in specs:
+        if problem.where == spec.where and (not spec.path or problem.path == spec.path
+                                            or problem.path.startswith((spec.path + ".", spec.path + "["))):
+            return spec
+    return None
+
+
+def image_reference(container, images):
+    """How to call a container's image: the reference it was created from, else a tag
+    or digest of its image, else the image's short id."""
+    refs = images.refs_by_id.get(container.image_id) or images.digests_by_id.get(container.image_id) or ()
+    return container.image or (refs[0] if refs else short_id(container.image_id))
+
+
+@dataclass(frozen=True)
+class Hold:
+    until: float  # None: until something changes
+    reason: str
+
+
+def held_back(identity, plan):
+    """Why, and until when, the planner holds back an update of a spec, or None.
+    update.rolling holds it until this host's turn, a remembered failure until its
+    retry time. Every report reads holds through this function."""
+    if identity in plan.held_until:
+        return Hold(plan.held_until[identity], "update.rolling: this host's turn in the window comes then")
+    if plan.outcomes.get(identity) != Outcome.HELD:
+        return None
+    failure = plan.memory.failures.get(identity)
+    if failure:
+        return Hold(failure.retry_at, f"the update to {failure.image} failed: {failure.reason}")
+    return Hold(None, "update held back")
+
+
+def update_available(spec, plan, images):
+    """Whether a newer image than the one the spec's container runs is known and not
+    applied: held back, pinned, failed, or a tag that moved without being applied."""
+    identity = spec.identity
+    if identity in plan.memory.failures or identity in plan.memory.pins or held_back(identity, plan):
+        return True
+    current = plan.current.get(identity)
+    tag_image_id = images.resolve(spec.image)
+    return bool(current and tag_image_id and current.image_id != tag_image_id
+                and plan.outcomes.get(identity) not in (Outcome.REPLACE, Outcome.CREATE, Outcome.ROLL_BACK))
+
+
+# ---- dockerup status ------------------------------------------------------------------
+
+
+def cached_user_data(cache_dir, memo=None):
+    """The last good user-data from the cache: status makes no network call."""
+    data = read_cache_bytes(cache_dir, USER_DATA_CACHE)
+    if data is None:
+        return UserData([], [], [], False)
+    specs, problems, documents = parse_user_data(data, "user-data", memo)
+    return UserData(specs, problems, documents, not problems)
+
+
+def read_status(config, docker, now=None):
+    """What runs, what failed and what waits, as a JSON-ready dict: the plan a run
+    would make without pulling (images missing locally are assumed pulled), read
+    with the memory. Three docker calls, as a run with nothing to do; changes nothing."""
+    now = time.time() if now is None else now
+    memo = SchemaMemo(config.cache)
+    declared = load_declared(config, cached_user_data(config.cache, memo) if config.aws else None, memo)
+    memory = read_memory(config.cache, config.scope)
+    state = read_state(docker)
+    missing = [image for image, why in plan_pulls(declared.specs, state.images, config).items()
+               if why == "image missing locally"]
+    plan = plan_changes(declared, state, memory, config, now=now, own_id=own_container_id(), pending_pulls=missing,
+                        host_identity=host_identity())
+    ours = [c for c in state.containers if c.managed and c.scope == config.scope]
+    groups, _ = group_containers(declared, ours)
+    problems = declared.problems + plan.problems
+    pending = {}  # identity of a declared spec, or id of another container -> its actions
+    for action in plan.actions:
+        spec, container = getattr(action, "spec", None), getattr(action, "container", None)
+        key = spec.identity if spec else container and (
+            container.identity if container.identity in plan.outcomes else container.id)
+        pending.setdefault(key, []).append({"action": ACTION_KINDS[type(action)], "reason": action.reason})
+    rows = [spec_status(spec, groups.get(spec.identity, []), plan, state.images, config,
+                        pending.get(spec.identity, []), [p for p in problems if owner_of(p, [spec])])
+            for spec in declared.specs]
+    shown = {row["containerId"] for row in rows}
+    for container in sorted(ours + [c for c in state.containers if c.id in pending], key=lambda c: c.name):
+        if container.id not in shown and container.identity not in plan.outcomes:
+            row = container_status(container, state.images, pending.get(container.id, []))
+            row["warnings"] = [note for note in plan.notes if container.short in note]
+            rows.append(row)
+            shown.add(container.id)
+    converged = (not problems and not any(not isinstance(a, RemoveImage) for a in plan.actions)
+                 and all(o in (Outcome.KEEP, Outcome.FINISHED, Outcome.PROBATION) for o in plan.outcomes.values()))
+    last = memory.last_run
+    return {
+        "scope": config.scope, "converged": converged, "containers": rows,
+        "problems": [problem_json(p) for p in problems if not owner_of(p, declared.specs)],
+        "lastRun": {"at": iso_time(last.at), "duration": round(last.duration, 3), "exitCode": last.exit_code,
+                    "summary": last.summary} if last else None,
+    }
+
+
+def problem_json(problem):
+    return {"file": problem.where, "path": problem.path, "message": problem.message}
+
+
+def spec_status(spec, group, plan, images, config, pending, problems):
+    """The status of one declared spec and of the container that stands for it."""
+    identity, outcome = spec.identity, plan.outcomes.get(spec.identity)
+    container = plan.current.get(identity) or min(
+        group, key=lambda c: (not c.alive, bool(spec.name) and c.name != spec.name, -c.created), default=None)
+    failure, pin, hold = plan.memory.failures.get(identity), plan.memory.pins.get(identity), held_back(identity, plan)
+    tag_image_id = images.resolve(spec.image)
+    kept = [c for c in group if container and c.id != container.id and not c.alive]
+    row = container_status(container, images, pending, outcome_name(outcome))
+    row.update({
+        "name": spec.name or (container.name if container else identity), "identity": identity, "declared": True,
+        "image": spec.image, "source": spec.source, "file": spec.where, "path": spec.path or None,
+        "failedUpdate": {
+            "image": failure.image, "imageId": failure.image_id, "at": iso_time(failure.at), "reason": failure.reason,
+            "attempts": failure.attempts, "nextRetry": iso_time(failure.retry_at)} if failure else None,
+        "probation": {"until": iso_time(container.created + config.probation),
+                      "kept": kept[0].name if kept else None} if outcome == Outcome.PROBATION else None,
+        "pinned": {"imageId": pin.image_id, "ref": pin.ref} if pin else None,
+        "held": {"until": iso_time(hold.until), "reason": hold.reason} if hold else None,
+        "newerImage": {"imageId": tag_image_id} if container and tag_image_id and tag_image_id != container.image_id
+        else None,
+        "problems": [str(p) for p in problems],
+        "warnings": [note for note in plan.notes if note.startswith(f"{spec.label}: ")],
+    })
+    return row
+
+
+def container_status(container, images, pending, next_step=None):
+    """A status row of a container; for a container no spec declares, the whole row.
+    `container` is None for a declared spec that has none."""
+    return {
+        "name": container.name if container else None, "identity": container.identity if container else None,
+        "declared": False, "state": container.status if container else "missing",
+        "exitCode": container.exit_code if container and container.status in ("exited", "dead") else None,
+        "health": container.health or None if container else None,
+        "image": image_reference(container, images) if container else None,
+        "imageId": container.image_id if container else None, "containerId": container.id if container else None,
+        "startedAt": iso_time(container.started_at) if container and container.started_at else None,
+        "source": container.labels.get(LABEL_SOURCE) if container and container.managed else None,
+        "file": None, "path": None,
+        "next": next_step or ("remove" if pending else "keep"), "pending": pending,
+        "failedUpdate": None, "probation": None, "pinned": None, "held": None, "newerImage": None, "problems": [],
+        "warnings": [],
+    }
+
+
+def outcome_name(outcome):
+    return outcome.name.lower().replace("_", "") if outcome else None  # ROLL_BACK: "rollback", as its action
+
+
+STATUS_COLUMNS = (("NAME", "name"), ("STATE", "state"), ("HEALTH", "health"), ("IMAGE", "image"),
+                  ("IMAGE ID", "imageId"), ("SOURCE", "file"))
+
+
+def status_text(status):
+    """An aligned table, one container a line, what is going on with it last."""
+    def cell(row, key):
+        value = row.get(key)
+        if key == "state" and row.get("exitCode") is not None:
+            return f"{value} ({row['exitCode']})"
+        if key == "imageId":
+            return short_id(value) if value else "-"
+        if key == "file":
+            return " ".join(filter(None, (os.path.basename(value), row["path"]))) if value else "(not declared)"
+        return value or "-"
+
+    table = [[title for title, _ in STATUS_COLUMNS] + ["NOTES"]]
+    table += [[cell(row, key) for _, key in STATUS_COLUMNS] + ["; ".join(status_notes(row)) or "-"]
+              for row in status["containers"]]
+    widths = [max(len(line[i]) for line in table) for i in range(len(STATUS_COLUMNS))]
+    lines = ["  ".join(word.ljust(width) for word, width in zip(line, widths)) + "  " + line[-1] for line in table]
+    lines += ["problem: " + ": ".join(filter(None, (p["file"], p["path"], p["message"]))) for p in status["problems"]]
+    last = status["lastRun"]
+    lines.append(f"last run: {last['at']}, {last['duration']:g}s, exit {last['exitCode']}: {last['summary']}" if last
+                 else "last run: none recorded")
+    return "\n".join(one_line(line) for line in lines) + "\n"
+
+
+def status_notes(row):
+    """What is going on with a container, in words."""
+    notes = []
+    if row["failedUpdate"]:
+        failure = row["failedUpdate"]
+        notes.append(f"update to {failure['image']} failed at {failure['at']} ({failure['reason']}); "
+                     + (f"next try at {failure['nextRetry']}" if failure["nextRetry"]
+                        else "tried again when it changes"))
+    if row["held"] and not row["failedUpdate"]:
+        notes.append(f"update held back until {row['held']['until'] or 'something changes'}: {row['held']['reason']}")
+    if row["probation"]:
+        kept = f" ({row['probation']['kept']} kept)" if row["probation"]["kept"] else ""
+        notes.append(f"on probation until {row['probation']['until']}{kept}")
+    if row["pinned"]:
+        notes.append(f"pinned to {short_id(row['pinned']['imageId'])} by a rollback")
+    if row["newerImage"] and not (row["pinned"] or row["failedUpdate"]):
+        notes.append(f"newer image {short_id(row['newerImage']['imageId'])} present locally")
+    notes += row["problems"] + (row["warnings"] if not row["declared"] else [])
+    if row["pending"] and not row["problems"]:
+        notes.append("next run: " + ", ".join(f"{p['action']} ({p['reason']})" for p in row["pending"]))
+    return notes
+
+
+def show_status(config, docker):
+    """`dockerup status`: exit 0 when every declared container is as declared."""
+    status = read_status(config, docker)
+    if config.format == "json":
+        print(json.dumps(status, indent=2))
+    else:
+        sys.stdout.write(status_text(status))
+    return EXIT_OK if status["converged"] else EXIT_PROBLEMS
+
+
+# ---- The plan as JSON ------------------------------------------------------------------
+
+
+def describe_plan(pulls, plan, state, executor, problems):
+    """--dry-run --format json: every action in execution order, pulls first, with the
+    docker commands a run would execute for it (env values masked). The executor
+    runs each action on a dry-run Docker that keeps a journal instead of printing."""
+    journal, prefix = executor.docker.journal, executor.docker.prefix
+    actions = [{"action": PULL, "container": None, "image": image, "imageId": None, "reason": why,
+                "commands": [argv for argv in journal if argv == prefix + ["pull", image]]}
+               for image, why in pulls.items()]
+    for action in plan.actions:
+        mark = len(journal)
+        executor.execute([action])
+        container, image, image_id = action_subject(action, state.images)
+        actions.append({"action": ACTION_KINDS[type(action)], "container": container, "image": image,
+                        "imageId": image_id, "reason": action.reason, "commands": journal[mark:]})
+    return {"actions": actions, "problems": [problem_json(p) for p in problems], "warnings": plan.notes}
+
+
+def action_subject(action, images):
+    """(container name or None, image reference, image id or None) of an action."""
+    if isinstance(action, (CreateContainer, ReplaceContainer)):
+        name = action.spec.name or (action.old.name if isinstance(action, ReplaceContainer) else None)
+        return name, action.want.image, action.want.image_id
+    if isinstance(action, RemoveImage):
+        return None, action.refs[0], action.image_id
+    container = action.kept if isinstance(action, RollBack) else action.container
+    return container.name, image_reference(container, images), container.image_id
+
+
+# ---- Notifications ------------------------------------------------------------------------
+
+NOTIFY_DEADLINE = 5.0  # seconds for every URL together
+EVENT_WORDS = {"created": "created", "updated": "updated", "updated-in-place": "updated in place",
+               "removed": "removed", "update-failed": "update failed", "rolled-back": "rolled back",
+               "update-held": "update held back", "problem": "problem"}
+
+
+@dataclass(frozen=True)
+class Event:
+    event: str  # a key of EVENT_WORDS
+    container: str  # its name (an unnamed spec's identity), or None
+    image: str
+    image_id: str
+    reason: str
+
+    def to_json(self):
+        return {"event": self.event, "container": self.container, "image": self.image, "imageId": self.image_id,
+                "reason": self.reason}
+
+    def text(self):
+        subject = f"{self.container} " if self.container else ""
+        image = f" ({self.image})" if self.image else ""
+        return one_line(f"{subject}{EVENT_WORDS[self.event]}{image}: {self.reason}")
+
+
+def action_event(action, declared, images):
+    """The event of an action carried out, or None for housekeeping (a start, a rename,
+    the removal of a leftover or of an image)."""
+    name, image, image_id = action_subject(action, images)
+    label = action.spec.label if hasattr(action, "spec") else name
+    kind = {CreateContainer: "created", ReplaceContainer: "updated", UpdateContainer: "updated-in-place",
+            RollBack: "rolled-back"}.get(type(action))
+    if isinstance(action, ReplaceContainer) and action.want.pinned and action.old.image_id != action.want.image_id:
+        kind = "rolled-back"  # to the image a rollback pinned
+    if isinstance(action, RemoveContainer):
+        declared_identities = {spec.identity for spec in declared.specs}
+        kind = "removed" if action.container.identity not in declared_identities else None
+    return Event(kind, label, image, image_id, action.reason) if kind else None
+
+
+def event_key(*parts):
+    return short_hash(list(parts), 16)
+
+
+def run_events(declared, plan, done, problems, images, told):
+    """What to tell about a run: an event for each action carried out, and one for
+    each standing condition (a remembered failure, a held update, a problem) the
+    first time it is seen. Returns (events, keys of the standing conditions): the
+    caller remembers those as `told` for the next run."""
+    events = [e for e in (action_event(action, declared, images) for action in done) if e]
+    rolled_back = {action.spec.identity for action in done if isinstance(action, RollBack)}
+    standing = {}
+    for identity, failure in sorted(plan.memory.failures.items()):
+        label = next((s.label for s in declared.specs if s.identity == identity), identity)
+        event = Event("update-failed", label, failure.image, failure.image_id or None, failure.reason)
+        standing[event_key("update-failed", identity, failure.spec_hash, failure.image_id)] = (
+            None if identity in rolled_back else event)  # the rollback said it
+    for spec in declared.specs:
+        hold = held_back(spec.identity, plan)
+        if hold and spec.identity not in plan.memory.failures:
+            standing[event_key("update-held", spec.identity, hold.until, hold.reason)] = Event(
+                "update-held", spec.label, spec.image, images.resolve(spec.image), hold.reason)
+    failed = rolled_back | set(plan.memory.failures)
+    for problem in problems:
+        owner = owner_of(problem, declared.specs)
+        if owner and owner.identity in failed:
+            continue  # an update that failed, told as such
+        standing[event_key("problem", str(problem))] = Event("problem", owner.label if owner else None, None, None,
+                                                             str(problem))
+    events += [event for key, event in standing.items() if event and key not in told]
+    return events, set(standing)
+
+
+def notification(events, scope=""):
+    """The JSON body posted to each notify URL: Slack and Mattermost show its `text`."""
+    import socket
+
+    host = socket.gethostname()
+    where = f"{host} ({scope})" if scope else host
+    return {"host": host, "scope": scope, "time": iso_time(time.time()), "events": [e.to_json() for e in events],
+            "text": "\n".join(f"{where}: {event.text()}" for event in events)}
+
+
+def send_notifications(urls, body, deadline=NOTIFY_DEADLINE):
+    """POST the body to every URL side by side, all within `deadline` seconds; a URL
+    that fails or is too slow costs one warning line, never the run."""
+    import urllib.request
+
+    data = json.dumps(body).encode()
+    outcomes = {}
+
+    def post(url):
+        request = urllib.request.Request(url, data, {"Content-Type": "application/json",
+                                                     "User-Agent": f"dockerup/{__version__}"})
+        try:
+            with urllib.request.urlopen(request, timeout=deadline) as response:
+                response.read(65536)
+            outcomes[url] = None
+        except urllib.error.HTTPError as e:
+            outcomes[url] = f"HTTP {e.code}"
+        except Exception as e:  # whatever else goes wrong, it is this URL's warning, not a traceback
+            reason = first_line(str(getattr(e, "reason", "") or e)) or type(e).__name__
+            outcomes[url] = reason.replace(url, redact_url(url))
+
+    threads = [threading.Thread(target=post, args=(url,), daemon=True) for url in urls]
+    ends = time.monotonic() + deadline
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, ends - time.monotonic()))
+    failed = [f"{redact_url(url)}: {outcomes.get(url, f'no answer within {deadline:g}s')}"
+              for url in urls if outcomes.get(url, "") is not None]
+    if failed:
+        log.warning("notify: %s of %s not delivered: %s", plural(len(failed), "notification"), len(urls),
+                    "; ".join(failed))
+
+
+# ---- Prometheus metrics ----------------------------------------------------------------------
+
+RUN_RESULTS = {EXIT_OK: "converged", EXIT_PROBLEMS: "problems"}  # any other exit code: "failed"
+
+METRICS = {  # name -> (type, help)
+    "dockerup_last_run_timestamp_seconds": ("gauge", "When the last dockerup run ended, in seconds since the epoch."),
+    "dockerup_last_run_success": ("gauge", "1 if the last run converged every container, else 0."),
+    "dockerup_last_run_duration_seconds": ("gauge", "How long the last run took."),
+    "dockerup_last_run_exit_code": ("gauge", "The exit code of the last run."),
+    "dockerup_runs_total": ("counter", "Runs, by result: converged, problems or failed."),
+    "dockerup_actions_total": ("counter", "Actions carried out (pulls included), by kind."),
+    "dockerup_container_running": ("gauge", "1 if the declared container is running, else 0."),
+    "dockerup_update_failed": ("gauge", "1 if a failed update of the container is remembered, else 0."),
+    "dockerup_update_available": ("gauge", "1 if a newer image is known but not applied (held back, pinned, "
+                                           "failed or not pulled), else 0."),
+}
+
+
+def metrics_text(memory, scope, containers=()):
+    """The Prometheus text exposition of the memory's last run and counters, and of
+    `containers`: (label, running, update failed, update available) each."""
+    extra = {"scope": scope} if scope else {}
+    last = memory.last_run
+    samples = {name: [] for name in METRICS}
+    if last:
+        samples["dockerup_last_run_timestamp_seconds"].append(({}, round(last.at, 3)))
+        samples["dockerup_last_run_success"].append(({}, int(last.exit_code == EXIT_OK)))
+        samples["dockerup_last_run_duration_seconds"].append(({}, round(last.duration, 3)))
+        samples["dockerup_last_run_exit_code"].append(({}, last.exit_code))
+    samples["dockerup_runs_total"] = [({"result": r}, n) for r, n in sorted(memory.runs_total.items())]
+    samples["dockerup_actions_total"] = [({"action": a}, n) for a, n in sorted(memory.actions_total.items())]
+    for label, running, failed, available in containers:
+        samples["dockerup_container_running"].append(({"name": label}, int(running)))
+        samples["dockerup_update_failed"].append(({"name": label}, int(failed)))
+        samples["dockerup_update_available"].append(({"name": label}, int(available)))
+    lines = []
+    for name, (kind, text) in METRICS.items():
+        if not samples[name]:
+            continue
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+        for labels, value in samples[name]:
+            labels = {**labels, **extra}
+            body = ",".join(f'{key}="{escape_label(value)}"' for key, value in labels.items())
+            lines.append(f"{name}{{{body}}} {value}" if body else f"{name} {value}")
+    return "\n".join(lines) + "\n"
+
+
+def escape_label(value):
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def container_metrics(declared, plan, images, running):
+    """(label, running, update failed, update available) of each declared spec;
+    `running` is the set of identities with a running container."""
+    return [(spec.label, spec.identity in running, spec.identity in plan.memory.failures,
+             update_available(spec, plan, images)) for spec in declared.specs]
+
+
+def read_running(docker, scope):
+    """The identities of this scope's running containers, in one docker call."""
+    listing = docker.read("ps", "--no-trunc", "--filter", f"label={LABEL_ID}", "--filter", "status=running",
+                          "--format", f'{{{{.Label "{LABEL_ID}"}}}}\t{{{{.Label "{LABEL_SCOPE}"}}}}')
+    return {identity for identity, _, own in (line.partition("\t") for line in listing.splitlines()) if own == scope}
+
+
+def write_file_atomically(path, data):
+    """A temporary file beside `path`, renamed over it: a reader (node_exporter's
+    textfile collector) sees the old file or the new one, never half of one."""
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        log.warning("%s: cannot write the metrics: %s", path, describe_os_error(e))
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)  # the collector usually runs as another user
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except OSError as e:
+        log.warning("%s: cannot write the metrics: %s", path, describe_os_error(e))
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+
+
+# ---- After a run -----------------------------------------------------------------------------
+
+
+@dataclass
+class RunReport:
+    """What a run leaves for its metrics and notifications."""
+
+    exit_code: int
+    memory: Memory  # as the run saved it
+    events: list = field(default_factory=list)  # Events to notify
+    declared: Declared = None  # None when the run failed before it could plan
+    plan: Plan = None
+    state: HostState = None
+    changed: bool = False  # container actions were carried out
+    error: BaseException = None  # what ended the run, raised again once told
+
+
+def record_run(memory, started, exit_code, summary, counts=()):
+    """The run's end, result and actions, in the memory (metrics counters)."""
+    now = time.time()
+    memory.last_run = LastRun(now, max(0.0, now - started), exit_code, summary)
+    result = RUN_RESULTS.get(exit_code, "failed")
+    memory.runs_total[result] = memory.runs_total.get(result, 0) + 1
+    for kind in counts:
+        memory.actions_total[kind] = memory.actions_total.get(kind, 0) + 1
+
+
+def publish(config, docker, report):
+    """The metrics file and the notifications of a run; neither can fail it."""
+    if config.metrics:
+        containers = ()
+        if report.plan is not None:
+            ours = [c for c in report.state.containers if c.managed and c.scope == config.scope]
+            running = {c.identity for c in ours if c.status == "running"}
+            try:
+                if report.changed:
+                    running = read_running(docker, config.scope)
+                containers = container_metrics(report.declared, report.plan, report.state.images, running)
+            except DockerupError as e:
+                log.warning("metrics: cannot read which containers run: %s", e)
+        write_file_atomically(config.metrics, metrics_text(report.memory, config.scope, containers).encode())
+    if config.notify and report.events:
+        send_notifications(config.notify, notification(report.events, config.scope))
+
+
+# ============================================================================
 # Command line
 # ============================================================================
 
@@ -4995,9 +5613,9 @@ def converge(config, docker, stop, request=None, fetch=True):
     """One sync of the host with its declarations. `request` is what `dockerup retry`
     or `dockerup rollback` asks of this run. Without `fetch` (a server's sync after a
     change of its spec files) neither the registry nor the metadata service is asked:
-    only missing images are pulled, and user-data is the last one read. Returns the
-    exit code."""
-    started = time.monotonic()
+    only missing images are pulled, and user-data is the last one read. Returns a
+    RunReport."""
+    started, started_at = time.monotonic(), time.time()
     memo = SchemaMemo(config.cache)
     if not fetch:
         config = replace(config, pull=False)
@@ -5008,8 +5626,8 @@ def converge(config, docker, stop, request=None, fetch=True):
             log.warning("aws=true, but AWS_EC2_METADATA_DISABLED=true: EC2 user-data is not read")
             # Not looking is not a 404: what user-data declared is left as it is.
             user_data = UserData([], [], [], False)
-        elif not fetch:
-            user_data = cached_user_data(config.cache, memo)
+        elif not fetch:  # the last good user-data; the service was not asked, so none of its containers goes
+            user_data = replace(cached_user_data(config.cache, memo), problems=[], complete=False)
         else:
             user_data = read_user_data(config.cache, endpoint, memo, remember=not config.dry_run)
     declared = load_declared(config, user_data, memo)
@@ -5033,19 +5651,31 @@ def converge(config, docker, stop, request=None, fetch=True):
             save_memory(config.cache, config.scope, plan.memory)
 
     executor = Executor(docker, config.settle, stop, own_id, plan.memory, remember=remember)
-    problems = declared.problems + request_problems + plan.problems + executor.execute(plan.actions)
+    problems = declared.problems + request_problems + plan.problems
+    if docker.journal is not None:
+        print(json.dumps(describe_plan(pulls, plan, state, executor, problems), indent=2))
+    else:
+        problems += executor.execute(plan.actions)
     for problem in problems:
         log.error("%s", problem)
+    changes = sum(1 for a in plan.actions if not isinstance(a, RemoveImage))
+    exit_code = EXIT_PROBLEMS if problems else EXIT_OK
+    summary = (f"{'dry run' if config.dry_run else 'converged' if not problems else 'ran'} in "
+               f"{time.monotonic() - started:.2f}s: {len(declared.specs)} declared, {len(plan.kept)} unchanged, "
+               f"{changes} container actions, {len(executor.removed_images)} images removed, {len(problems)} problems")
+    report = RunReport(exit_code, plan.memory, declared=declared, plan=plan, state=state,
+                       changed=any(not isinstance(a, RemoveImage) for a in executor.done))
     if not config.dry_run:
         memo.save()
         plan.memory.images = images_used(plan.memory.images, state, declared, config.scope, executor.removed_images)
+        if config.notify:
+            report.events, plan.memory.notified = run_events(declared, plan, executor.done, problems, state.images,
+                                                             plan.memory.notified)
+        pulled = [PULL] * (len(pulls) - len(pull_errors))
+        record_run(plan.memory, started_at, exit_code, summary, pulled + [ACTION_KINDS[type(a)] for a in executor.done])
         save_memory(config.cache, config.scope, plan.memory, before=remembered)
-    changes = sum(1 for a in plan.actions if not isinstance(a, RemoveImage))
-    log.info("%s in %.2fs: %d declared, %d unchanged, %d container actions, %d images removed, %d problems",
-             "dry run" if config.dry_run else "converged" if not problems else "ran",
-             time.monotonic() - started, len(declared.specs), len(plan.kept), changes,
-             len(executor.removed_images), len(problems))
-    return EXIT_PROBLEMS if problems else EXIT_OK
+    log.info("%s", summary)
+    return report
 
 
 def images_used(record, state, declared, scope, removed):
@@ -5084,11 +5714,36 @@ class Request:
 
 
 def converge_locked(config, docker, stop, request=None, fetch=True):
+    """A run under the host lock, then its metrics and notifications. Returns the exit code."""
     fd = host_lock(config.cache)
     try:
-        return converge(config, docker, stop, request, fetch)
+        report = converge_recorded(config, docker, stop, request, fetch)
     finally:
         os.close(fd)
+    publish(config, docker, report)
+    if report.error is not None:
+        raise report.error
+    return report.exit_code
+
+
+def converge_recorded(config, docker, stop, request=None, fetch=True):
+    """converge(); a run that ends in an error (the engine unreachable, a bug) is
+    recorded as a failed run, so that the metrics and status show it."""
+    started = time.time()
+    try:
+        return converge(config, docker, stop, request, fetch)
+    except Exception as e:  # raised again by converge_locked once the metrics are written
+        exit_code = e.exit_code if isinstance(e, DockerupError) else EXIT_FATAL
+        message = str(e) if isinstance(e, DockerupError) else f"internal error: {type(e).__name__}: {e}"
+        memory = read_memory(config.cache, config.scope)
+        events = []
+        if config.notify:
+            key = event_key("problem", message)
+            events = [] if key in memory.notified else [Event("problem", None, None, None, one_line(message))]
+            memory.notified.add(key)
+        record_run(memory, started, exit_code, one_line(f"failed after {time.time() - started:.2f}s: {message}"))
+        save_memory(config.cache, config.scope, memory)
+        return RunReport(exit_code, memory, events, error=e)
 
 
 # ---- Serving ---------------------------------------------------------------------
@@ -5149,7 +5804,8 @@ def reconfigure(config, docker, source):
         return config, docker, False
     log.info("%s: configuration changed (%s): a full sync with it now", source.path, ", ".join(changed))
     if (new.remote, new.timeout) != (config.remote, config.timeout):
-        docker = Docker(new.remote, new.timeout, new.dry_run, new.show_secrets)
+        docker = Docker(new.remote, new.timeout, new.dry_run, new.show_secrets,
+                        journal=[] if docker.journal is not None else None)
     return new, docker, True
 
 
@@ -5320,7 +5976,7 @@ def usage_problem(argv):
         return None
     if words[:1] == ["export"] and not any(arg.split("=", 1)[0] == "--format" for arg in argv):
         return "export needs --format ecs or --format compose"
-    extra = words[1:] if words[:1] in (["validate"], ["schema"], ["export"]) else words
+    extra = words[1:] if words[:1] in (["validate"], ["schema"], ["export"], ["status"]) else words
     return f"unexpected argument {extra[0]!r}" if extra else None
 
 
@@ -5349,18 +6005,22 @@ def main(argv=None):
             return validate(config, args["--user-data"])
         if args["export"]:
             return export(config, args["--format"], args["--family"])
-        docker = Docker(config.remote, config.timeout, config.dry_run, config.show_secrets)
+        docker = Docker(config.remote, config.timeout, config.dry_run, config.show_secrets,
+                        journal=[] if config.dry_run and config.format == "json" else None)
         stop = StopRequest()
         request = next((Request(kind, args["NAME"]) for kind in ("retry", "rollback") if args[kind]), None)
-        sync_now = threading.Event() if config.server and not request else None
+        sync_now = threading.Event() if config.server and not request and not args["status"] else None
         install_signal_handlers(stop, sync_now)
+        if args["status"] or config.dry_run:
+            fd = trust_cache_dir(config.cache, create=False)  # status and a dry run read the cache too
+            if fd is not None:
+                os.close(fd)
+        if args["status"]:
+            return show_status(config, docker)
         if sync_now is not None:
             return serve(config, docker, stop, sync_now, ConfigSource(args))
         if config.dry_run:
-            fd = trust_cache_dir(config.cache, create=False)  # a dry run reads the cache too
-            if fd is not None:
-                os.close(fd)
-            return converge(config, docker, stop, request)
+            return converge(config, docker, stop, request).exit_code
         return converge_locked(config, docker, stop, request)
     except DockerupError as e:
         log.error("%s", e)

@@ -153,3 +153,26 @@ load helper
   [ "$status" -eq 0 ]
   expect_contains "$output" '"$id": "https://dockerup.dev/schema/task-definition.schema.json"'
 }
+
+@test "status takes no argument" {
+  run --separate-stderr dockerup status web
+  [ "$status" -eq 2 ]
+  expect_equal "${stderr_lines[0]}" "unexpected argument 'web'"
+  expect_contains "$stderr" "dockerup status [options]"
+}
+
+@test "--format json is for status and --dry-run only, in one line" {
+  run --separate-stderr dockerup --config "$CONFIG" --format json
+  [ "$status" -eq 2 ]
+  [ -z "$output" ]
+  [ "${#stderr_lines[@]}" -eq 1 ]
+  [[ "${stderr_lines[0]}" == *" dockerup ERROR --format json is for \`dockerup status\` and --dry-run" ]]
+}
+
+@test "a bad notify URL exits 2 and is not repeated" {
+  printf 'notify=https://hooks.example/T0/ok hooks.example/T0/secret\n' >>"$CONFIG"
+  run --separate-stderr dockerup validate --config "$CONFIG"
+  [ "$status" -eq 2 ]
+  [[ "${stderr_lines[0]}" == *": notify: expected http:// or https:// URLs separated by commas or spaces; URL 2 is not one" ]]
+  [[ "$stderr" != *secret* ]]
+}

@@ -83,8 +83,8 @@ def test_sub_fields_are_found_in_the_schema():
 def test_readme_configuration_table_names_every_key_with_its_default():
     rows = table_rows((ROOT / "README.md").read_text(), "| key | default | meaning |")
     documented = {key.strip("`"): default.strip("`") for key, default, _ in rows}
-    defaults = {key: format(value, "g") if isinstance(value, float) else str(value).lower() or "(empty)"
-                for key, value in dockerup.config_defaults().items()}
+    defaults = {key: format(value, "g") if isinstance(value, float) else str(value).lower() if value not in ("", ())
+                else "(empty)" for key, value in dockerup.config_defaults().items()}
     assert documented == defaults
 
 

@@ -356,7 +356,8 @@ def runnable_specs(draw):
     doc["image"] = IMAGE
     doc["name"] = "prop-" + draw(st.from_regex(r"\A[a-z0-9]{6}\Z"))
     doc["command"] = ["sh", "-c", KEEP_RUNNING]
-    doc.pop("links", None)
+    doc.pop("links", None)  # one spec alone: nothing to link to or wait for
+    doc.pop("dependsOn", None)
     doc.pop("memoryReservation", None)
     if doc.get("network", "bridge") != "bridge":
         doc.pop("portMappings", None)

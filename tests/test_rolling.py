@@ -208,6 +208,17 @@ def test_a_probation_goes_on_while_a_newer_image_is_held():
     assert "update of web to app:1 (cccccccccccc) held until" in plan.notes[0]
 
 
+def test_reports_read_the_hold_and_its_time():
+    web = rolling_spec()
+    plan = plan_with_host(declare(web), pushed(web))
+    assert dockerup.held_back("web", plan) == dockerup.Hold(
+        NOW + dockerup.rolling_delay(HOST, IMAGE_ID, 3600), "update.rolling: this host's turn in the window comes then")
+    started = plan_with_host(declare(web), pushed(web, status="exited"))
+    assert started.outcomes == {"web": Outcome.START}
+    assert dockerup.held_back("web", started).until == started.held_until["web"]
+    assert dockerup.held_back("web", plan_with_host(declare(spec("web")), pushed(spec("web")))) is None
+
+
 def test_sightings_of_specs_no_longer_declared_are_forgotten_unless_a_source_is_incomplete():
     web = rolling_spec()
     memory = Memory(sightings={"web": Sighting(IMAGE_ID, NOW), "gone": Sighting(IMAGE_ID, NOW)})

@@ -264,6 +264,10 @@ def test_a_one_day_window_keeps_the_old_container_and_says_so_once(host, registr
     again = host.converge()
     assert held_notes(again.stderr) == [] and running_image(web) == old
     assert held_notes(host.converge("--dry-run").stderr) == [(note, until)]
+    status = host.run("status", "--format", "json")
+    (row,) = [row for row in json.loads(status.stdout)["containers"] if row["name"] == web]
+    expected = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.mktime(time.strptime(until, "%Y-%m-%d %H:%M:%S"))))
+    assert row["held"] == {"until": expected, "reason": "update.rolling: this host's turn in the window comes then"}
 
 
 def test_a_short_window_applies_the_image_once_the_hosts_turn_comes(host, registry, made_images):

@@ -369,7 +369,8 @@ def test_validate_of_a_good_directory_exits_0_and_prints_nothing(tmp_path):
 CONFIG_CASES = [
     pytest.param("confdri=/srv\n", [],
                  "<conf>:1: unknown key 'confdri' (did you mean 'confdir'?); known keys: confdir, cache, remote, "
-                 "interval, aws, pull, exclusive, timeout, settle, probation, scope", id="unknown key"),
+                 "interval, aws, pull, exclusive, timeout, settle, probation, scope, metrics, notify",
+                 id="unknown key"),
     pytest.param("; comment\npull=maybe\n", [], "<conf>:2: pull='maybe': expected true or false", id="bad boolean"),
     pytest.param("interval=soon\n", [], "<conf>:1: interval='soon': expected a number", id="bad number"),
     pytest.param("interval=0\n", [], "<conf>:1: interval='0': expected a number of seconds above 0", id="zero interval"),
@@ -380,6 +381,10 @@ CONFIG_CASES = [
                  "<conf>:1: remote='localhost': expected unix:///path/to/docker.sock or tcp://host:port", id="remote"),
     pytest.param("confdir\n", [], "<conf>:1: expected key=value, got 'confdir'", id="not key=value"),
     pytest.param("", ["--timeout", "soon"], "--timeout: timeout='soon': expected a number", id="bad option value"),
+    # A webhook URL's path is its password: the value is never repeated.
+    pytest.param("notify=https://hooks.example/ok, hooks.example/T0/secret\n", [],
+                 "<conf>:1: notify: expected http:// or https:// URLs separated by commas or spaces; URL 2 is not one",
+                 id="notify"),
 ]
 
 
