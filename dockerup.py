@@ -6025,6 +6025,11 @@ def main(argv=None):
     except DockerupError as e:
         log.error("%s", e)
         return e.exit_code
+    except BrokenPipeError:
+        # The reader stopped reading (dockerup status | head): nothing is wrong, and
+        # Python must not complain again when it flushes standard output at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as e:
         log.error("internal error: %s: %s%s", type(e).__name__, e, "" if args["--verbose"] else " (-v shows the traceback)",
                   exc_info=args["--verbose"])

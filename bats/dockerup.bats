@@ -176,3 +176,12 @@ load helper
   [[ "${stderr_lines[0]}" == *": notify: expected http:// or https:// URLs separated by commas or spaces; URL 2 is not one" ]]
   [[ "$stderr" != *secret* ]]
 }
+
+@test "output cut short by its reader (| head) is no error" {
+  for i in $(seq 1 1500); do printf '{"image": "app:1", "restart": "sometimes"}\n' >"$CONFDIR/bad-$i.json"; done
+  run --separate-stderr bash -c "python3 '$DOCKERUP_PY' validate --config '$CONFIG' | head -1; exit \${PIPESTATUS[0]}"
+  [ "$status" -eq 0 ]
+  expect_contains "$output" "restart: \"sometimes\" is not one of"
+  [[ "$stderr" != *"internal error"* ]]
+  [[ "$stderr" != *"Traceback"* ]]
+}
