@@ -1191,10 +1191,15 @@ class Problem:
         return one_line(": ".join(part for part in (self.where, self.path, self.message) if part))
 
 
+# Control characters, and the characters Python's splitlines() and some terminals take
+# for line breaks (NEL among the C1 controls, and the Unicode line and paragraph separators).
+LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def one_line(text):
     """Control characters (a newline in a file name) written as escapes: one
     problem, one line, whatever reads it line by line."""
-    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
+    return LINE_BREAKING.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 @dataclass(frozen=True)
@@ -2954,10 +2959,13 @@ def shell_quote(word):
     """shlex.quote, except that a word holding a control character (a newline)
     is written $'...' (bash, zsh, ksh), so that every command is one
     line of the log and of --dry-run output, and still pastes as it ran."""
-    if not re.search(r"[\x00-\x1f\x7f]", word):
+    if not LINE_BREAKING.search(word):
         return shlex.quote(word)
+    # Each such character as the bytes of its UTF-8 encoding, which $'...' gives back
+    # exactly whatever the shell's locale.
     escaped = "".join("\\\\" if c == "\\" else "\\'" if c == "'" else
-                      f"\\x{ord(c):02x}" if ord(c) < 32 or ord(c) == 127 else c for c in word)
+                      "".join(f"\\x{byte:02x}" for byte in c.encode()) if LINE_BREAKING.match(c) else c
+                      for c in word)
     return f"$'{escaped}'"
 
 

@@ -6,6 +6,7 @@ follow the image. tests/test_fields_engine.py proves the engine reads those flag
 the way this table assumes."""
 
 import json
+import subprocess
 
 import pytest
 
@@ -519,3 +520,18 @@ def test_display_command_is_a_shell_command_for_the_same_argv():
     argv = ["docker", *dockerup.run_argv(spec)]
     shown = dockerup.display_command(argv, show_secrets=True, env=dockerup.run_environment(spec))
     assert shlex.split(shown) == ["env", "A=it's", *argv]
+
+
+# Characters that break a line for splitlines() or a terminal: the ASCII controls, the C1
+# controls (NEL, U+0085, among them) and the Unicode line and paragraph separators.
+LINE_BREAKERS = ["\n", "\r", "\x0b", "\x1c", "\x85", "\u2028", "\u2029", "\x9f", "\x7f"]
+
+
+@pytest.mark.parametrize("char", LINE_BREAKERS, ids=[f"U+{ord(c):04X}" for c in LINE_BREAKERS])
+def test_a_line_breaking_character_keeps_messages_and_commands_on_one_line(char):
+    word = f"a{char}b'c"
+    assert len(dockerup.one_line(f"web.json: {word}").splitlines()) == 1
+    quoted = dockerup.shell_quote(word)
+    assert len(quoted.splitlines()) == 1
+    pasted = subprocess.run(["bash", "-c", f"printf %s {quoted}"], capture_output=True, check=True).stdout
+    assert pasted.decode() == word, "pasted into a shell, it is the word again, whatever the locale"
