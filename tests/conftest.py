@@ -352,6 +352,20 @@ def new_scope():
     return f"t{uuid.uuid4().hex[:8]}"
 
 
+def image_id(reference):
+    return docker("image", "inspect", "--format", "{{.Id}}", reference).strip()
+
+
+@pytest.fixture
+def bad_image(engine):
+    """An image whose command fails at once, with a layer of its own (so that pulling
+    it is a real download, not hidden by layers another image shares)."""
+    tag = f"{LOCAL}/bad-{uuid.uuid4().hex[:6]}:1"
+    build_image(tag, tag, "echo cannot start; exit 1")
+    yield tag
+    docker("rmi", "-f", tag, check=False)
+
+
 class Host:
     """A confdir, a cache, a configuration file and a dockerup scope of a test's own,
     and ways to run dockerup against the real engine and look at what it did. Give

@@ -6,7 +6,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 from pathlib import Path
 
 from conftest import IMAGE, IMAGE_2, docker, leftovers, wait_until  # noqa: F401 (used by the suites)

@@ -9,11 +9,10 @@ import shutil
 import subprocess
 
 import botocore.session
-import pytest
 from botocore.validate import ParamValidator
 
 import dockerup
-from conftest import IMAGE, KEEP_RUNNING, docker, wait_until
+from conftest import IMAGE, KEEP_RUNNING, docker
 from test_ecs import describe_output, refused_case
 
 REGISTER_INPUT = botocore.session.get_session().get_service_model("ecs").operation_model(

@@ -18,23 +18,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import dockerup
-from conftest import ENGINE, IMAGE, IMAGE_2, LOCAL, build_image, docker, free_port, wait_until
+from conftest import ENGINE, IMAGE, IMAGE_2, LOCAL, docker, free_port, image_id, wait_until
 from faults_support import Wrapper, assert_clean_output, changing_commands
 
 SECRET = "s3cr3t-" + uuid.uuid4().hex[:8]
-
-
-def image_id(reference):
-    return docker("image", "inspect", "--format", "{{.Id}}", reference).strip()
-
-
-@pytest.fixture
-def bad_image(engine):
-    """An image whose command fails at once, with a layer of its own."""
-    tag = f"{LOCAL}/bad-{uuid.uuid4().hex[:6]}:1"
-    build_image(tag, tag, "echo cannot start; exit 1")
-    yield tag
-    docker("rmi", "-f", tag, check=False)
 
 
 # ---- The plan as JSON ------------------------------------------------------------------------

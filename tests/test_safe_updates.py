@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from conftest import IMAGE, LOCAL, build_image, docker, wait_until
+from conftest import IMAGE, LOCAL, build_image, docker, image_id, wait_until
 from faults_support import KILL_DOCKERUP, Wrapper, assert_clean_output
 
 DB_COMMAND = "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"
@@ -18,10 +18,6 @@ DB_COMMAND = "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"
 
 def unique(name):
     return f"{name}-{uuid.uuid4().hex[:6]}"
-
-
-def image_id(reference):
-    return docker("image", "inspect", "--format", "{{.Id}}", reference).strip()
 
 
 @pytest.fixture
@@ -147,14 +143,6 @@ def test_a_failed_replacement_leaves_no_new_volume_behind(host, db_image):
 
 # ---- a bad image costs one attempt ----------------------------------------------------
 
-@pytest.fixture
-def bad_image():
-    """An image whose command fails at once, with a layer of its own."""
-    tag = f"{LOCAL}/bad-{uuid.uuid4().hex[:6]}:1"
-    yield tag, build_image(tag, tag, "echo cannot start; exit 1")
-    docker("rmi", "-f", tag, check=False)
-
-
 def test_a_bad_image_is_tried_once_and_then_left_alone(host, registry, bad_image):
     web = host.name("web")
     repository = unique("svc")
@@ -163,7 +151,7 @@ def test_a_bad_image_is_tried_once_and_then_left_alone(host, registry, bad_image
     host.configure(pull="true")
     host.converge()
     good = host.inspect(web)["Id"]
-    tag, bad_id = bad_image
+    tag, bad_id = bad_image, image_id(bad_image)
     registry.push(tag, f"{repository}:latest")
     docker("tag", IMAGE, reference)  # the host still has the good image under the tag ...
     docker("rmi", "-f", bad_id)  # ... and has never seen the bad one
@@ -206,7 +194,7 @@ def test_a_failed_update_is_tried_again_after_its_back_off(host, bad_image):
     web = host.name("web")
     host.spec("web.json", name=web, env={"V": "1"})
     host.converge()
-    host.spec("web.json", name=web, image=bad_image[0])
+    host.spec("web.json", name=web, image=bad_image)
     assert host.run().returncode == 1
     assert host.run().returncode == 0
     # Ten minutes pass (the first back-off)
@@ -215,7 +203,7 @@ def test_a_failed_update_is_tried_again_after_its_back_off(host, bad_image):
     host.memory.write_text(json.dumps(state))
     result = host.run()
     assert result.returncode == 1
-    assert f"{web}: trying again the update to " + bad_image[0] in result.stderr
+    assert f"{web}: trying again the update to " + bad_image in result.stderr
     assert json.loads(host.memory.read_text())["failures"][web]["attempts"] == 2
 
 

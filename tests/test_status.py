@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from conftest import IMAGE, IMAGE_2, LOCAL, build_image, docker
+from conftest import IMAGE, IMAGE_2, LOCAL, docker, image_id
 from faults_support import Wrapper, assert_clean_output
 
 # Every key a container of `dockerup status --format json` has.
@@ -20,10 +20,6 @@ ROW_KEYS = {"name", "identity", "declared", "state", "exitCode", "health", "imag
             "startedAt", "source", "file", "path", "next", "pending", "failedUpdate", "probation", "pinned", "held",
             "newerImage", "problems", "warnings"}
 ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-
-
-def image_id(reference):
-    return docker("image", "inspect", "--format", "{{.Id}}", reference).strip()
 
 
 def status(host, *args):
@@ -155,14 +151,6 @@ def test_a_container_no_longer_declared_and_one_with_a_problem(host):
 
 
 # ---- a failed update, probation, a pin, a newer image -----------------------------------------
-
-@pytest.fixture
-def bad_image(engine):
-    tag = f"{LOCAL}/bad-{uuid.uuid4().hex[:6]}:1"
-    build_image(tag, tag, "echo cannot start; exit 1")
-    yield tag
-    docker("rmi", "-f", tag, check=False)
-
 
 def test_a_failed_update_shows_when_why_and_the_next_try(host, bad_image):
     web = host.name("web")
