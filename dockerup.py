@@ -1335,7 +1335,12 @@ def schema_validator(kind):
     if kind not in _validators:
         jsonschema = dependency("jsonschema", lambda module: hasattr(module, "Draft202012Validator"))
         schemas = {k: json.loads(text) for k, text in SCHEMA_TEXTS.items()}
-        validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": whole_string_pattern})
+        # 6.0 is an integer to JSON Schema, but `docker run --cpu-shares 6.0` fails and
+        # "6.0m" is no size: an integer field takes whole numbers as written.
+        integers = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+            "integer", lambda checker, instance: isinstance(instance, int) and not isinstance(instance, bool))
+        validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": whole_string_pattern},
+                                                 type_checker=integers)
         _validators[kind] = validator(schemas[kind], **schema_references(validator, schemas, kind))
     return _validators[kind]
 

@@ -126,6 +126,11 @@ SPEC_CASES = [
     (web(memory=512.5), "memory: expected a string or an integer, got a number 512.5"),
     (web(portMappings=[{"containerPort": 80.5}]),
      "portMappings[0].containerPort: expected an integer or a string, got a number 80.5"),
+    # 6.0 is an integer to JSON Schema, but neither "6.0m" nor --cpu-shares 1024.0 is to docker.
+    (web(memory=6.0), "memory: expected a string or an integer, got a number 6.0"),
+    (web(cpu=1024.0), "cpu: expected an integer, got a number 1024.0"),
+    (web(portMappings=[{"containerPort": 80.0}]),
+     "portMappings[0].containerPort: expected an integer or a string, got a number 80.0"),
     # enums
     (web(restart="sometimes"), 'restart: "sometimes" is not one of "always", "unless-stopped", "on-failure", "never"'),
     (web(portMappings=[{"containerPort": 80, "protocol": "sctp"}]),
