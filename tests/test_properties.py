@@ -6,6 +6,7 @@ items and never run in a shell; env values never reach output.
 In CI (CI=true) the examples are derandomized so that a run is reproducible;
 elsewhere each run explores new examples."""
 
+import ipaddress
 import json
 import os
 import shlex
@@ -365,12 +366,20 @@ def runnable_specs(draw):
 
 
 # spec field, where docker inspect shows it, and how the spec's value looks there
+def docker_dns(servers):
+    """--dns as docker keeps it: Go writes an IPv4-mapped IPv6 address as IPv4 (::ffff:0:0 -> 0.0.0.0)."""
+    def one(text):
+        address = ipaddress.ip_address(text)
+        return str(getattr(address, "ipv4_mapped", None) or address)
+    return [one(server) for server in servers]
+
+
 INSPECTED = [
     ("hostname", "Config.Hostname", str), ("user", "Config.User", str),
     ("workingDirectory", "Config.WorkingDir", str), ("stopTimeout", "Config.StopTimeout", int),
     ("cpu", "HostConfig.CpuShares", int), ("network", "HostConfig.NetworkMode", str),
     ("readonlyRootFilesystem", "HostConfig.ReadonlyRootfs", bool), ("memory", "HostConfig.Memory", dockerup.parse_size),
-    ("dnsServers", "HostConfig.Dns", list), ("dnsSearchDomains", "HostConfig.DnsSearch", list),
+    ("dnsServers", "HostConfig.Dns", docker_dns), ("dnsSearchDomains", "HostConfig.DnsSearch", list),
     ("restart", "HostConfig.RestartPolicy.Name", dockerup.RESTART_POLICIES.get),
 ]
 
