@@ -62,9 +62,37 @@ def docker(*args, check=True, timeout=120, remote=None):
     return result.stdout
 
 
+# Repositories this test run made (a random name each), to untag at the end of the run.
+MADE_REPOSITORIES = set()
+
+
+def made(reference):
+    """Remember the repository of an image reference a test made; returns the reference."""
+    if reference not in (IMAGE, IMAGE_2):
+        MADE_REPOSITORIES.add(dockerup.image_repository(reference))
+    return reference
+
+
+def remove_made_images():
+    """Untag every reference of the repositories this run made, by tag and by digest:
+    an image goes once its last reference does, while an image that is also shared
+    (a test image pushed to a registry under a new name) keeps its other names."""
+    references = set()
+    for repository in MADE_REPOSITORIES:
+        listing = docker("images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}", repository,
+                         check=False)
+        for line in listing.splitlines():
+            name, tag, digest = line.split()
+            references.update([f"{name}:{tag}"] if tag != "<none>" else [])
+            references.update([f"{name}@{digest}"] if digest != "<none>" else [])
+    if references:
+        docker("rmi", *sorted(references), check=False)
+
+
 def build_image(tag, marker, command=KEEP_RUNNING, volumes=()):
     """Import a busybox root filesystem as `tag`; `marker` makes its id (and its one
     layer) unique. `command` is the shell command it runs; `volumes` its VOLUMEs."""
+    made(tag)
     busybox = shutil.which("busybox") or "/bin/busybox"
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
@@ -166,7 +194,8 @@ def engine():
     if result.returncode != 0:
         pytest.fail(f"no Docker engine answers: {result.stderr.strip()} (start dockerd; see .ci/run)")
     ensure_test_images()
-    return result.stdout.strip()
+    yield result.stdout.strip()
+    remove_made_images()
 
 
 def free_port():
@@ -229,7 +258,7 @@ class Registry:
 
     def push(self, source, name):
         """Push local image `source` as NAME in this registry; returns the reference."""
-        reference = f"{self.address}/{name}"
+        reference = made(f"{self.address}/{name}")
         docker("tag", source, reference)
         docker("push", reference)
         return reference

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ENGINE, IMAGE, IMAGE_2, KEEP_RUNNING, LOCAL, Host, build_image, docker, free_port, wait_until
+from conftest import ENGINE, IMAGE, IMAGE_2, KEEP_RUNNING, LOCAL, Host, build_image, docker, free_port, made, wait_until
 
 
 def changing_commands(stderr):
@@ -234,7 +234,7 @@ def test_missing_image_that_cannot_be_pulled_fails_only_its_spec(host):
 
 
 def test_failed_pull_of_a_present_image_keeps_the_container(host):
-    reference = f"localhost:1/offline-{uuid.uuid4().hex[:8]}:1"  # no registry listens on port 1
+    reference = made(f"localhost:1/offline-{uuid.uuid4().hex[:8]}:1")  # no registry listens on port 1
     docker("tag", IMAGE, reference)
     host.spec("web.json", name=host.name("web"), image=reference)
     host.configure(pull="true")

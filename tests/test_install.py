@@ -14,7 +14,7 @@ import sys
 import pytest
 
 import dockerup
-from conftest import IMAGE, ROOT, Registry, docker
+from conftest import IMAGE, ROOT, Registry, docker, made
 
 INSTALLED = "/usr/local/bin/dockerup"
 DEBIAN_PACKAGES = {"sh": "python3-sh", "jsonschema": "python3-jsonschema", "requests": "python3-requests",
@@ -167,7 +167,7 @@ def test_a_registry_login_reaches_dockerup(tmp_path, host):
         login = {**os.environ, "DOCKER_CONFIG": str(logged_in)}
         run(["docker", "login", "--username", "deployer", "--password-stdin", registry.address],
             input="s3cret-pass\n", env=login)
-        docker("tag", IMAGE, image)
+        docker("tag", IMAGE, made(image))
         run(["docker", "push", image], env=login)
         docker("rmi", image)
         private = host.name("private")

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import dockerup
-from conftest import ENGINE, IMAGE, IMAGE_2, LOCAL, docker, free_port, image_id, wait_until
+from conftest import ENGINE, IMAGE, IMAGE_2, LOCAL, docker, free_port, image_id, made, wait_until
 from faults_support import Wrapper, assert_clean_output, changing_commands
 
 SECRET = "s3cr3t-" + uuid.uuid4().hex[:8]
@@ -382,7 +382,7 @@ def test_a_rollback_on_probation_is_told_once(host, hooks):
 
 
 def test_a_rollback_by_hand_after_probation_is_told_as_one(host, hooks):
-    tag = f"{LOCAL}/told-{uuid.uuid4().hex[:8]}:latest"
+    tag = made(f"{LOCAL}/told-{uuid.uuid4().hex[:8]}:latest")
     docker("tag", IMAGE, tag)
     web = host.name("web")
     host.configure(notify=hooks.url("/hook"))
