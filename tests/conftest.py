@@ -148,7 +148,13 @@ def remove_test_containers(scope, remote=None):
     ids = docker("ps", "-aq", "--filter", f"label=dockerup.scope={scope}", remote=remote).split()
     ids += docker("ps", "-aq", "--filter", f"label={TEST_LABEL}={scope}", remote=remote).split()
     if ids:
+        # --volumes removes anonymous volumes only; one an update carried over is
+        # mounted by name in the replacement, so it goes by name afterwards.
+        volumes = docker("inspect", "--format", '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}',
+                         *sorted(set(ids)), check=False, remote=remote).split()
         docker("rm", "--force", "--volumes", *sorted(set(ids)), check=False, remote=remote)
+        if volumes:
+            docker("volume", "rm", *sorted(set(volumes)), check=False, remote=remote)
 
 
 KEEPER_SCOPE = "dockerup-test-keepers"
