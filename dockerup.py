@@ -484,30 +484,36 @@ def read_cache_bytes(cache_dir, name):
         return None
 
 
-def write_cache_bytes(cache_dir, name, data):
-    """Atomically, readable by its owner only, through a temporary file no one
-    can guess or plant a symbolic link at."""
+def write_file_atomically(path, data, mode=0o600, what="the cache"):
+    """Through a temporary file beside `path`, renamed over it: a reader sees the old
+    file or the new one, never half of one, and a power loss leaves no empty file.
+    The temporary name is one no one can guess or plant a symbolic link at."""
     import secrets
 
-    path = os.path.join(cache_dir, name)
-    temporary = f"{path}.{secrets.token_hex(8)}.tmp"
+    temporary = f"{path}.{secrets.token_hex(8)}.tmp"  # not *.prom: a textfile collector skips it
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     except OSError as e:
-        log.warning("%s: cannot write the cache: %s", path, describe_os_error(e))
+        log.warning("%s: cannot write %s: %s", path, what, describe_os_error(e))
         return
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)  # whatever the umask
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())  # else a power loss can leave a renamed but empty or zeroed file
+            os.fsync(f.fileno())
         os.replace(temporary, path)  # replaces a symbolic link at `path`, never follows it
     except OSError as e:
-        log.warning("%s: cannot write the cache: %s", path, describe_os_error(e))
+        log.warning("%s: cannot write %s: %s", path, what, describe_os_error(e))
         try:
             os.unlink(temporary)
         except OSError:
             pass
+
+
+def write_cache_bytes(cache_dir, name, data):
+    """A cache file, readable by its owner only."""
+    write_file_atomically(os.path.join(cache_dir, name), data)
 
 
 def describe_cache_error(error):
@@ -5515,32 +5521,6 @@ def read_running(docker, scope):
     return {identity for identity, _, own in (line.partition("\t") for line in listing.splitlines()) if own == scope}
 
 
-def write_file_atomically(path, data):
-    """A temporary file beside `path`, renamed over it: a reader (node_exporter's
-    textfile collector) sees the old file or the new one, never half of one."""
-    import tempfile
-
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    except OSError as e:
-        log.warning("%s: cannot write the metrics: %s", path, describe_os_error(e))
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # the collector usually runs as another user
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except OSError as e:
-        log.warning("%s: cannot write the metrics: %s", path, describe_os_error(e))
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-
-
 # ---- After a run -----------------------------------------------------------------------------
 
 
@@ -5581,7 +5561,8 @@ def publish(config, docker, report):
                 containers = container_metrics(report.declared, report.plan, report.state.images, running)
             except DockerupError as e:
                 log.warning("metrics: cannot read which containers run: %s", e)
-        write_file_atomically(config.metrics, metrics_text(report.memory, config.scope, containers).encode())
+        write_file_atomically(config.metrics, metrics_text(report.memory, config.scope, containers).encode(),
+                              mode=0o644, what="the metrics")  # the collector usually runs as another user
     if config.notify and report.events:
         send_notifications(config.notify, notification(report.events, config.scope))
 
